@@ -1,0 +1,401 @@
+package worker
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// pending is one held input message.
+type pending struct {
+	msg     Message
+	seq     uint64
+	ev      *Event   // nil when the body is not a valid event
+	keys    []string // lane keys; nil when not in the lanes
+	touched time.Time
+	// busy is set once the message is part of an op (queued, in a call or
+	// being settled); only lane heads become busy.
+	busy bool
+}
+
+// stepQueue holds ops waiting for a call of one kind.
+type stepQueue struct {
+	ops   []*op
+	since time.Time // when the oldest op arrived
+}
+
+type delayedOp struct {
+	op  *op
+	due time.Time
+}
+
+type callDone struct {
+	results []opResult
+}
+
+type settleItem struct {
+	p *pending
+	v verdict
+}
+
+type settleDone struct {
+	items  []settleItem
+	stored []bool // per item: outcome stored and input acknowledged
+}
+
+// coordinator owns all pipeline state in one goroutine: held messages,
+// lanes, step queues and the bookkeeping of calls and settlements running
+// in their own goroutines, which report back over channels.
+type coordinator struct {
+	w       *Worker
+	opts    *Options
+	log     *zap.Logger
+	lanes   *lanes
+	held    map[uint64]*pending
+	queues  map[queueKey]*stepQueue
+	delayed []delayedOp
+
+	inflight int // calls running
+	settling int // settlements running
+	done     chan callDone
+	settled  chan settleDone
+	wg       sync.WaitGroup
+
+	workCtx  context.Context // outlives Run's ctx until the drain timeout
+	draining bool
+}
+
+func newCoordinator(w *Worker) *coordinator {
+	return &coordinator{
+		w:       w,
+		opts:    &w.opts,
+		log:     w.log,
+		lanes:   newLanes(),
+		held:    map[uint64]*pending{},
+		queues:  map[queueKey]*stepQueue{},
+		done:    make(chan callDone),
+		settled: make(chan settleDone),
+	}
+}
+
+func (c *coordinator) run(ctx context.Context, in <-chan Message) error {
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	c.workCtx = workCtx
+	defer c.wg.Wait()
+
+	beat := max(c.opts.AckWait/3, 100*time.Millisecond)
+	heartbeat := time.NewTicker(beat)
+	defer heartbeat.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	ctxDone := ctx.Done()
+	var drainTimeout <-chan time.Time
+
+	for {
+		if c.draining && c.inflight == 0 && c.settling == 0 {
+			c.dropAll()
+			return nil
+		}
+		c.dispatch(time.Now())
+		c.arm(timer, time.Now())
+		select {
+		case m, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			c.accept(m, time.Now())
+		case r := <-c.done:
+			c.inflight--
+			c.handle(r, time.Now())
+		case s := <-c.settled:
+			c.settling--
+			c.release(s)
+		case <-timer.C:
+		case now := <-heartbeat.C:
+			c.heartbeat(now, beat)
+		case <-ctxDone:
+			ctxDone = nil
+			c.startDrain()
+			drainTimeout = time.After(c.opts.DrainTimeout)
+		case <-drainTimeout:
+			drainTimeout = nil
+			c.log.Warn("drain timeout: abandoning calls in flight; their messages are handed back",
+				zap.Int("calls", c.inflight), zap.Int("settling", c.settling))
+			cancelWork()
+		}
+	}
+}
+
+// accept takes in one delivered message.
+func (c *coordinator) accept(m Message, now time.Time) {
+	seq := m.StreamSeq()
+	if _, dup := c.held[seq]; dup {
+		// A redelivery of a message still held (its AckWait lapsed): the
+		// held copy's ack settles both.
+		c.w.release(1)
+		c.log.Debug("redelivery of a held message ignored", zap.Uint64("stream_seq", seq))
+		return
+	}
+	p := &pending{msg: m, seq: seq, touched: now}
+	if c.draining {
+		c.nak(p)
+		c.w.release(1)
+		return
+	}
+	c.held[seq] = p
+	ev, err := Decode(m.Data())
+	switch {
+	case m.NumDelivered() > uint64(c.opts.MaxDeliveries):
+		p.ev = ev
+		c.settle([]settleItem{{p, verdict{reason: ReasonMaxDeliveries,
+			err: "delivered " + strconv.FormatUint(m.NumDelivered(), 10) + " times, over WORKER_MAX_DELIVERIES=" + strconv.Itoa(c.opts.MaxDeliveries)}}})
+		return
+	case err != nil:
+		c.settle([]settleItem{{p, verdict{reason: ReasonInvalidEvent, err: err.Error()}}})
+		return
+	}
+	p.ev = ev
+	p.keys = laneKeys(m.Subject(), ev)
+	c.lanes.add(p)
+	if c.lanes.ready(p) {
+		c.schedule(p, now)
+	}
+}
+
+// laneKeys are the keys whose events must run in order with this one.
+func laneKeys(subject string, ev *Event) []string {
+	keys := []string{"s:" + subject}
+	if ev.EmailKey != "" {
+		keys = append(keys, "e:"+ev.EmailKey)
+	}
+	if ev.MauticID > 0 {
+		keys = append(keys, "i:"+strconv.Itoa(ev.MauticID))
+	}
+	return keys
+}
+
+// schedule turns a lane head into an op and queues it.
+func (c *coordinator) schedule(p *pending, now time.Time) {
+	o := newOp(p, c.lanes.followers(p))
+	for _, e := range o.events {
+		e.busy = true
+	}
+	c.enqueue(o, now)
+}
+
+func (c *coordinator) enqueue(o *op, now time.Time) {
+	k := o.key()
+	q := c.queues[k]
+	if q == nil {
+		q = &stepQueue{}
+		c.queues[k] = q
+	}
+	if len(q.ops) == 0 {
+		q.since = now
+	}
+	q.ops = append(q.ops, o)
+}
+
+// dispatch starts calls while there are free slots and full or ripe batches.
+func (c *coordinator) dispatch(now time.Time) {
+	if c.draining {
+		return
+	}
+	if len(c.delayed) > 0 {
+		keep := c.delayed[:0]
+		for _, d := range c.delayed {
+			if now.Before(d.due) {
+				keep = append(keep, d)
+			} else {
+				c.enqueue(d.op, now)
+			}
+		}
+		c.delayed = keep
+	}
+	for c.inflight < c.opts.Concurrency {
+		var best *stepQueue
+		var bestKey queueKey
+		for k, q := range c.queues {
+			if len(q.ops) == 0 {
+				continue
+			}
+			ripe := len(q.ops) >= k.kind.limit(c.opts.BatchSize) || now.Sub(q.since) >= c.opts.Linger
+			if ripe && (best == nil || q.since.Before(best.since)) {
+				best, bestKey = q, k
+			}
+		}
+		if best == nil {
+			return
+		}
+		n := min(len(best.ops), bestKey.kind.limit(c.opts.BatchSize))
+		batch := slices.Clone(best.ops[:n])
+		best.ops = slices.Delete(best.ops, 0, n)
+		if len(best.ops) > 0 {
+			best.since = now // the rest start a fresh linger
+		} else {
+			delete(c.queues, bestKey)
+		}
+		c.startCall(bestKey, batch)
+	}
+}
+
+func (c *coordinator) startCall(k queueKey, ops []*op) {
+	c.inflight++
+	c.wg.Go(func() {
+		res := c.w.execute(c.workCtx, k, ops)
+		c.done <- callDone{results: res}
+	})
+}
+
+// arm sets the timer to the next moment a batch ripens or a delayed op is due.
+func (c *coordinator) arm(t *time.Timer, now time.Time) {
+	var next time.Time
+	for _, q := range c.queues {
+		if len(q.ops) > 0 {
+			if due := q.since.Add(c.opts.Linger); next.IsZero() || due.Before(next) {
+				next = due
+			}
+		}
+	}
+	for _, d := range c.delayed {
+		if next.IsZero() || d.due.Before(next) {
+			next = d.due
+		}
+	}
+	if next.IsZero() || c.draining {
+		next = now.Add(time.Hour)
+	}
+	t.Reset(max(next.Sub(now), time.Millisecond))
+}
+
+// handle takes the results of one call.
+func (c *coordinator) handle(r callDone, now time.Time) {
+	var done []settleItem
+	for _, res := range r.results {
+		o := res.op
+		switch {
+		case res.final != nil:
+			v := *res.final
+			if len(o.ignored) > 0 && !v.deadLetter() {
+				v.ignored = o.ignored
+			}
+			for _, p := range o.events {
+				done = append(done, settleItem{p, v})
+			}
+		case c.draining || res.abandoned:
+			for _, p := range o.events {
+				c.dropOne(p)
+			}
+		case res.next != 0:
+			o.step = res.next
+			c.enqueue(o, now)
+		case res.retry:
+			o.attempts++
+			c.delayed = append(c.delayed, delayedOp{op: o, due: now.Add(c.w.itemBackoff(o.attempts))})
+		}
+	}
+	if len(done) > 0 {
+		c.settle(done)
+	}
+}
+
+// settle publishes the outcomes of items and then acknowledges them, in a
+// goroutine that reports back on c.settled.
+func (c *coordinator) settle(items []settleItem) {
+	c.settling++
+	c.wg.Go(func() {
+		c.settled <- c.w.settle(c.workCtx, items)
+	})
+}
+
+// release forgets settled messages and runs the events they held back.
+func (c *coordinator) release(s settleDone) {
+	now := time.Now()
+	for _, it := range s.items {
+		p := it.p
+		delete(c.held, p.seq)
+		if p.keys != nil {
+			for _, next := range c.lanes.remove(p) {
+				if c.draining {
+					c.dropOne(next)
+				} else if !next.busy {
+					c.schedule(next, now)
+				}
+			}
+		}
+	}
+	c.w.release(len(s.items))
+}
+
+// heartbeat keeps held messages from being redelivered while they wait.
+func (c *coordinator) heartbeat(now time.Time, every time.Duration) {
+	for _, p := range c.held {
+		if now.Sub(p.touched) >= every {
+			if err := p.msg.InProgress(c.workCtx); err != nil {
+				c.log.Debug("in-progress ack failed", zap.Uint64("stream_seq", p.seq), zap.Error(err))
+			}
+			p.touched = now
+		}
+	}
+}
+
+// startDrain stops new work: everything held that is not in a call or
+// being settled is handed back now.
+func (c *coordinator) startDrain() {
+	c.draining = true
+	c.log.Info("draining", zap.Int("held", len(c.held)), zap.Int("calls", c.inflight))
+	for _, q := range c.queues {
+		for _, o := range q.ops {
+			for _, p := range o.events {
+				c.dropOne(p)
+			}
+		}
+	}
+	c.queues = map[queueKey]*stepQueue{}
+	for _, d := range c.delayed {
+		for _, p := range d.op.events {
+			c.dropOne(p)
+		}
+	}
+	c.delayed = nil
+	for _, p := range c.held {
+		if !p.busy {
+			c.dropOne(p)
+		}
+	}
+}
+
+// dropAll hands back whatever is still held when the coordinator stops.
+func (c *coordinator) dropAll() {
+	for _, p := range c.held {
+		c.dropOne(p)
+	}
+}
+
+// dropOne naks a held message so that it is redelivered promptly, and
+// forgets it.
+func (c *coordinator) dropOne(p *pending) {
+	if _, ok := c.held[p.seq]; !ok {
+		return
+	}
+	c.nak(p)
+	delete(c.held, p.seq)
+	if p.keys != nil {
+		c.lanes.remove(p)
+	}
+	c.w.release(1)
+}
+
+func (c *coordinator) nak(p *pending) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 5*time.Second)
+	defer cancel()
+	if err := p.msg.Nak(ctx, 0); err != nil {
+		c.log.Debug("nak failed; the message is redelivered after AckWait", zap.Uint64("stream_seq", p.seq), zap.Error(err))
+	}
+}

@@ -1,0 +1,61 @@
+package worker
+
+import (
+	"context"
+	"time"
+
+	"github.com/mautic-sync/mautic-sync/mautic"
+)
+
+// Message is one delivery of an input message, with JetStream's ack verbs.
+// The queue package implements it; tests may too.
+type Message interface {
+	Data() []byte
+	// Header returns the message headers (nil when none). The worker
+	// does not modify the map.
+	Header() map[string][]string
+	Subject() string
+	// StreamSeq is the message's sequence in the input stream.
+	StreamSeq() uint64
+	// NumDelivered counts deliveries of the message, this one included.
+	NumDelivered() uint64
+	Ack(ctx context.Context) error
+	Term(ctx context.Context) error
+	Nak(ctx context.Context, delay time.Duration) error
+	InProgress(ctx context.Context) error
+}
+
+// Source delivers input messages.
+type Source interface {
+	// Fetch pulls up to max messages, waiting at most wait for them, and
+	// calls deliver for each as it arrives. It returns when the pull is
+	// complete.
+	Fetch(ctx context.Context, max int, wait time.Duration, deliver func(Message)) error
+}
+
+// Outbound is an outcome message to publish.
+type Outbound struct {
+	Subject string
+	// MsgID is the Nats-Msg-Id that makes a repeated publish a no-op.
+	MsgID  string
+	Header map[string][]string
+	Data   []byte
+}
+
+// Publisher stores outcome messages durably.
+type Publisher interface {
+	// Publish stores every message and returns one error per message
+	// (nil when stored, including when a duplicate of a stored message).
+	Publish(ctx context.Context, msgs []Outbound) []error
+}
+
+// Mautic is the part of the Mautic client the worker uses.
+type Mautic interface {
+	BatchUpsert(ctx context.Context, items []mautic.Contact) ([]mautic.ItemResult, *mautic.Response, error)
+	BatchEdit(ctx context.Context, items []mautic.Contact) ([]mautic.ItemResult, *mautic.Response, error)
+	BatchDelete(ctx context.Context, ids []int) ([]int, *mautic.Response, error)
+	FindByEmail(ctx context.Context, emails []string) (map[string][]int, *mautic.Response, error)
+	AddToSegment(ctx context.Context, segmentID int, contactIDs []int) (map[int]bool, *mautic.Response, error)
+	RemoveFromSegment(ctx context.Context, segmentID, contactID int) (*mautic.Response, error)
+	AdjustPoints(ctx context.Context, contactID, delta int, eventName string) (*mautic.Response, error)
+}

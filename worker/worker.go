@@ -1,0 +1,301 @@
+// Package worker applies contact-change events to Mautic and decides each
+// event's outcome.
+//
+// The flow of one event:
+//
+//	fetch (Source) -> decode + validate -> per-contact lanes -> batch by call kind
+//	  -> Mautic call (bounded concurrency, retried while the fault is not the event's)
+//	  -> outcome published (Publisher) -> Ack / Term -> the contact's next event runs
+//
+// Per-contact order: every event joins a FIFO lane for each key it has (its
+// subject, its email, its Mautic id) and runs only when it heads them all,
+// so events about one contact take effect in stream order and no two writes
+// for one contact are in flight at once (Mautic creates duplicates when they
+// are). Consecutive upserts of one contact merge into one item.
+//
+// Outcomes: a contract violation is dead-lettered at once with the body
+// byte for byte; an item Mautic refuses (400/403/404/422) is dead-lettered
+// as rejected; anything that is not the event's fault (timeouts, 5xx, HTML
+// pages, 429, 401) is retried with exponential backoff and jitter, holding
+// the messages alive with in-progress acks, and never dead-lettered. An
+// outcome is stored before its input is acknowledged; if it cannot be
+// stored, the input is not acknowledged.
+//
+// The package does not import nats.go: it talks to the queue through the
+// small interfaces in ports.go.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// Options configures a Worker. Zero values take the defaults documented on
+// each field.
+type Options struct {
+	// BatchSize is the most items in one batch call (default 200).
+	BatchSize int
+	// Linger is how long a batch waits to fill (default 100ms).
+	Linger time.Duration
+	// Concurrency is the number of Mautic calls in flight (default 4).
+	Concurrency int
+	// MaxHeld is the most messages held unacknowledged (default 2000); set
+	// it to the consumer's MaxAckPending.
+	MaxHeld int
+	// AckWait is the consumer's AckWait (default 60s); held messages are
+	// touched with an in-progress ack every third of it.
+	AckWait time.Duration
+	// MaxDeliveries: a message delivered more often than this is
+	// dead-lettered with reason max_deliveries (default 10).
+	MaxDeliveries int
+	// RetryMin and RetryMax bound the backoff of transient Mautic failures
+	// (defaults 500ms and 30s).
+	RetryMin, RetryMax time.Duration
+	// DrainTimeout bounds how long in-flight calls may finish after Run's
+	// context ends (default 25s).
+	DrainTimeout time.Duration
+	// FetchWait is how long one pull request waits for messages (default 1s).
+	FetchWait time.Duration
+	// ResultSubject and DLQSubject are where outcomes go (defaults
+	// mautic.sync.result and mautic.sync.dlq).
+	ResultSubject, DLQSubject string
+
+	Logger  *zap.Logger
+	Metrics *Metrics
+	// Observer, when set, is told of every outcome once it is stored and
+	// the input acknowledged (the dev command prints them).
+	Observer func(Settled)
+}
+
+// Settled describes a finished event, for Options.Observer.
+type Settled struct {
+	Subject   string
+	StreamSeq uint64
+	EventID   string // "" when the body was not a valid event
+	EventType string
+	Outcome   string // applied, unchanged, duplicate, or dead_letter
+	Reason    string // dead-letter reason
+	Error     string
+	Status    int
+	MauticID  int
+}
+
+func (o *Options) setDefaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.BatchSize, 200)
+	def(&o.Concurrency, 4)
+	def(&o.MaxHeld, 2000)
+	def(&o.MaxDeliveries, 10)
+	defDur(&o.Linger, 100*time.Millisecond)
+	defDur(&o.AckWait, 60*time.Second)
+	defDur(&o.RetryMin, 500*time.Millisecond)
+	defDur(&o.RetryMax, 30*time.Second)
+	defDur(&o.DrainTimeout, 25*time.Second)
+	defDur(&o.FetchWait, time.Second)
+	if o.ResultSubject == "" {
+		o.ResultSubject = "mautic.sync.result"
+	}
+	if o.DLQSubject == "" {
+		o.DLQSubject = "mautic.sync.dlq"
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.BatchSize < 1 || o.BatchSize > 200 {
+		errs = append(errs, fmt.Errorf("batch size must be 1-200, got %d", o.BatchSize))
+	}
+	if o.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("concurrency must be at least 1, got %d", o.Concurrency))
+	}
+	if o.MaxHeld < o.BatchSize {
+		errs = append(errs, fmt.Errorf("max held (%d) must be at least the batch size (%d)", o.MaxHeld, o.BatchSize))
+	}
+	if o.RetryMax < o.RetryMin || o.RetryMin <= 0 {
+		errs = append(errs, fmt.Errorf("retry bounds %s..%s are not increasing and positive", o.RetryMin, o.RetryMax))
+	}
+	if o.Linger < 0 || o.AckWait <= 0 || o.DrainTimeout <= 0 || o.FetchWait <= 0 {
+		errs = append(errs, errors.New("linger, ack wait, drain timeout and fetch wait must be positive"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	return nil
+}
+
+// Worker is the pipeline. Create it with New and start it with Run.
+type Worker struct {
+	opts   Options
+	src    Source
+	pub    Publisher
+	mautic Mautic
+	log    *zap.Logger
+	out    outboxConfig
+	health health
+
+	// held counts messages received and not yet settled; the fetcher
+	// keeps it at or under MaxHeld.
+	held  atomic.Int64
+	freed chan struct{} // signalled when messages settle
+}
+
+// New returns a Worker. It starts nothing.
+func New(src Source, pub Publisher, mc Mautic, opts Options) (*Worker, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	return &Worker{
+		opts:   opts,
+		src:    src,
+		pub:    pub,
+		mautic: mc,
+		log:    opts.Logger.Named("worker"),
+		out:    outboxConfig{resultSubject: opts.ResultSubject, dlqSubject: opts.DLQSubject},
+		freed:  make(chan struct{}, 1),
+	}, nil
+}
+
+// Ready reports whether the worker is consuming, and why not.
+func (w *Worker) Ready() (bool, string) { return w.health.ready() }
+
+// Run consumes until ctx ends, then drains: it stops fetching, lets calls
+// in flight finish within DrainTimeout, publishes their outcomes and
+// acknowledges their inputs, and hands every other held message back with
+// a nak. It returns nil after a clean drain, or the error that stopped it.
+// Every goroutine it starts has ended when it returns.
+func (w *Worker) Run(ctx context.Context) error {
+	w.health.setRunning(true)
+	defer w.health.setRunning(false)
+
+	in := make(chan Message, 256)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(in)
+		return w.fetch(gctx, in)
+	})
+	c := newCoordinator(w)
+	g.Go(func() error { return c.run(gctx, in) })
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// fetch pulls messages while there is room to hold them.
+func (w *Worker) fetch(ctx context.Context, in chan<- Message) error {
+	for ctx.Err() == nil {
+		room := int64(w.opts.MaxHeld) - w.held.Load()
+		if room < int64(min(w.opts.BatchSize, w.opts.MaxHeld/4+1)) {
+			select {
+			case <-w.freed:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		err := w.src.Fetch(ctx, int(room), w.opts.FetchWait, func(m Message) {
+			w.held.Add(1)
+			select {
+			case in <- m:
+			case <-ctx.Done():
+				// Not handed over: redelivered after AckWait, or naked by
+				// the coordinator's drain of what it holds.
+				w.held.Add(-1)
+				_ = m.Nak(context.WithoutCancel(ctx), 0)
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("fetch failed; retrying", zap.Error(err))
+			w.health.fault("fetch", err.Error())
+			select {
+			case <-time.After(w.opts.RetryMin):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if err == nil {
+			w.health.fault("fetch", "")
+		}
+	}
+	return nil
+}
+
+func (w *Worker) release(n int) {
+	w.held.Add(int64(-n))
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
+}
+
+// health is the worker's readiness, readable from any goroutine. Each
+// source of trouble (fetching, Mautic) holds its own fault.
+type health struct {
+	mu      sync.Mutex
+	running bool
+	faults  map[string]string
+}
+
+func (h *health) setRunning(v bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.running = v
+}
+
+// fault records (reason != "") or clears (reason == "") a fault of kind.
+func (h *health) fault(kind, reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if reason == "" {
+		delete(h.faults, kind)
+		return
+	}
+	if h.faults == nil {
+		h.faults = map[string]string{}
+	}
+	h.faults[kind] = reason
+}
+
+func (h *health) ready() (bool, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.running {
+		return false, "not running"
+	}
+	keys := make([]string, 0, len(h.faults))
+	for k := range h.faults {
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return true, ""
+	}
+	slices.Sort(keys)
+	reasons := make([]string, len(keys))
+	for i, k := range keys {
+		reasons[i] = k + ": " + h.faults[k]
+	}
+	return false, strings.Join(reasons, "; ")
+}
