@@ -60,7 +60,9 @@ func Connect(ctx context.Context, o ConnOptions, log *zap.Logger) (*Conn, error)
 		nats.MaxReconnects(o.MaxReconnects),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("disconnected from NATS; reconnecting", zap.Error(err))
+			if err != nil { // nil when the connection is being closed
+				log.Warn("disconnected from NATS; reconnecting", zap.Error(err))
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to NATS", zap.String("server", nc.ConnectedUrlRedacted()))

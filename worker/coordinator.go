@@ -18,8 +18,10 @@ type pending struct {
 	keys    []string // lane keys; nil when not in the lanes
 	touched time.Time
 	// busy is set once the message is part of an op (queued, in a call or
-	// being settled); only lane heads become busy.
+	// being settled); only lane heads, and upserts merged with them, become
+	// busy.
 	busy bool
+	op   *op // the op it is part of, once busy
 }
 
 // stepQueue holds ops waiting for a call of one kind.
@@ -95,18 +97,25 @@ func (c *coordinator) run(ctx context.Context, in <-chan Message) error {
 	defer timer.Stop()
 	ctxDone := ctx.Done()
 	var drainTimeout <-chan time.Time
+	recv := in
 
 	for {
 		if c.draining && c.inflight == 0 && c.settling == 0 {
 			c.dropAll()
+			// The fetcher stops with the context; hand back what it
+			// delivered in the meantime.
+			for m := range in {
+				c.nak(&pending{msg: m, seq: m.StreamSeq()})
+				c.w.release(1)
+			}
 			return nil
 		}
 		c.dispatch(time.Now())
 		c.arm(timer, time.Now())
 		select {
-		case m, ok := <-in:
+		case m, ok := <-recv:
 			if !ok {
-				in = nil
+				recv = nil
 				continue
 			}
 			c.accept(m, time.Now())
@@ -163,9 +172,28 @@ func (c *coordinator) accept(m Message, now time.Time) {
 	p.ev = ev
 	p.keys = laneKeys(m.Subject(), ev)
 	c.lanes.add(p)
-	if c.lanes.ready(p) {
+	switch {
+	case c.lanes.ready(p):
 		c.schedule(p, now)
+	case p.ev.Type == TypeUpsert:
+		c.joinQueued(p)
 	}
+}
+
+// joinQueued merges an upsert into the queued, not yet sent upsert of its
+// contact that it directly follows.
+func (c *coordinator) joinQueued(p *pending) {
+	prev := c.lanes.predecessor(p)
+	if prev == nil || prev.op == nil || prev.op.dispatched {
+		return
+	}
+	o := prev.op
+	if o.ev.Type != TypeUpsert || o.events[len(o.events)-1] != prev || o.ev.Identity() != p.ev.Identity() {
+		return
+	}
+	o.events = append(o.events, p)
+	o.ev = mergeUpserts(o.events)
+	p.busy, p.op = true, o
 }
 
 // laneKeys are the keys whose events must run in order with this one.
@@ -184,7 +212,7 @@ func laneKeys(subject string, ev *Event) []string {
 func (c *coordinator) schedule(p *pending, now time.Time) {
 	o := newOp(p, c.lanes.followers(p))
 	for _, e := range o.events {
-		e.busy = true
+		e.busy, e.op = true, o
 	}
 	c.enqueue(o, now)
 }
@@ -246,6 +274,9 @@ func (c *coordinator) dispatch(now time.Time) {
 }
 
 func (c *coordinator) startCall(k queueKey, ops []*op) {
+	for _, o := range ops {
+		o.dispatched = true
+	}
 	c.inflight++
 	c.wg.Go(func() {
 		res := c.w.execute(c.workCtx, k, ops)
@@ -293,10 +324,11 @@ func (c *coordinator) handle(r callDone, now time.Time) {
 				c.dropOne(p)
 			}
 		case res.next != 0:
-			o.step = res.next
+			o.step, o.dispatched = res.next, false
 			c.enqueue(o, now)
 		case res.retry:
 			o.attempts++
+			o.dispatched = false
 			c.delayed = append(c.delayed, delayedOp{op: o, due: now.Add(c.w.itemBackoff(o.attempts))})
 		}
 	}
@@ -395,7 +427,7 @@ func (c *coordinator) dropOne(p *pending) {
 func (c *coordinator) nak(p *pending) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 5*time.Second)
 	defer cancel()
-	if err := p.msg.Nak(ctx, 0); err != nil {
+	if err := p.msg.Nak(ctx, handBackDelay); err != nil {
 		c.log.Debug("nak failed; the message is redelivered after AckWait", zap.Uint64("stream_seq", p.seq), zap.Error(err))
 	}
 }

@@ -54,7 +54,12 @@ func newHarness(t *testing.T, fakeOpts ...mautictest.Option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := mautictest.NewServer(append([]mautictest.Option{mautictest.WithBasicAuth("api", "test-password")}, fakeOpts...)...)
+	custom := []mautictest.Field{{Alias: "seq"}, {Alias: "n"}, {Alias: "last"}}
+	for i := range 5 {
+		custom = append(custom, mautictest.Field{Alias: fmt.Sprintf("f%d", i)})
+	}
+	base := []mautictest.Option{mautictest.WithBasicAuth("api", "test-password"), mautictest.WithFields(custom...)}
+	fake := mautictest.NewServer(append(base, fakeOpts...)...)
 	t.Cleanup(fake.Close)
 	mc, err := mautic.NewClient(fake.URL(), mautic.WithBasicAuth("api", "test-password"), mautic.WithTimeout(10*time.Second))
 	if err != nil {
@@ -275,4 +280,14 @@ func byEventID(t *testing.T, rs []resultMsg) map[string]resultMsg {
 		out[r.EventID] = r
 	}
 	return out
+}
+
+func mautictestLatency(perCall time.Duration) []mautictest.Option {
+	return []mautictest.Option{mautictest.WithLatency(perCall, 0)}
+}
+
+func sourceFor(cons jetstream.Consumer) worker.Source { return jsworker.Source(queue.NewSource(cons)) }
+
+func publisherFor(js jetstream.JetStream) worker.Publisher {
+	return jsworker.Publisher(queue.NewPublisher(js))
 }

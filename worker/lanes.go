@@ -73,6 +73,24 @@ func (l *lanes) followers(p *pending) []*pending {
 	}
 }
 
+// predecessor returns the event directly before p in every one of p's
+// queues, when p is last in each and that event has exactly p's keys.
+func (l *lanes) predecessor(p *pending) *pending {
+	var prev *pending
+	for _, k := range p.keys {
+		q := l.q[k]
+		n := len(q)
+		if n < 2 || q[n-1] != p || (prev != nil && q[n-2] != prev) {
+			return nil
+		}
+		prev = q[n-2]
+	}
+	if prev == nil || !slices.Equal(prev.keys, p.keys) {
+		return nil
+	}
+	return prev
+}
+
 // remove takes p out of its queues and returns the events that became
 // ready because of it.
 func (l *lanes) remove(p *pending) []*pending {

@@ -77,6 +77,8 @@ type op struct {
 	ignored    []IgnoredField
 	// attempts counts item-level transient failures, for the backoff.
 	attempts int
+	// dispatched is set while a call for the op's step runs.
+	dispatched bool
 }
 
 func (o *op) key() queueKey {

@@ -64,7 +64,7 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 		var err error
 		switch {
 		case !stored[i]:
-			err = m.Nak(ackCtx, 0)
+			err = m.Nak(ackCtx, handBackDelay)
 		case it.v.deadLetter():
 			err = m.Term(ackCtx)
 		default:

@@ -39,6 +39,11 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// handBackDelay is the redelivery delay of messages handed back on
+// shutdown. Without it, a pull request still open would receive a naked
+// message again at once, and again, burning its deliveries.
+const handBackDelay = time.Second
+
 // Options configures a Worker. Zero values take the defaults documented on
 // each field.
 type Options struct {
@@ -224,7 +229,7 @@ func (w *Worker) fetch(ctx context.Context, in chan<- Message) error {
 				// Not handed over: redelivered after AckWait, or naked by
 				// the coordinator's drain of what it holds.
 				w.held.Add(-1)
-				_ = m.Nak(context.WithoutCancel(ctx), 0)
+				_ = m.Nak(context.WithoutCancel(ctx), handBackDelay)
 			}
 		})
 		if err != nil && ctx.Err() == nil {

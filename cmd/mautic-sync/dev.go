@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -80,7 +81,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.Log.Level = "warn" // the outcomes are the show
 	}
 	if _, set := os.LookupEnv("HTTP_ADDR"); !set {
-		cfg.HTTP.Addr = "127.0.0.1:8080"
+		cfg.HTTP.Addr = loopbackAddr(8080)
 	}
 	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
@@ -222,6 +223,20 @@ func printFakeState(w io.Writer, fake *mautictest.Server) {
 		fmt.Fprintf(w, "  contact %d: email=%v city=%v tags=%v segments=%v dnc=%d points=%d\n",
 			c.ID, c.Fields["email"], c.Fields["city"], c.Tags, c.Segments, len(c.DNC), c.Points)
 	}
+}
+
+// loopbackAddr returns 127.0.0.1:port if that port is free, else another
+// free loopback address.
+func loopbackAddr(port int) string {
+	for _, addr := range []string{fmt.Sprintf("127.0.0.1:%d", port), "127.0.0.1:0"} {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			a := ln.Addr().String()
+			_ = ln.Close()
+			return a
+		}
+	}
+	return "127.0.0.1:0"
 }
 
 func randomHex(n int) string {

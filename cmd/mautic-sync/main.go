@@ -31,13 +31,17 @@ const (
 	exitConfig  = 2 // bad usage or settings: nothing was started
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
-
-// run is main without the process: signals end ctx, output goes to the
-// writers given, and the exit code is returned.
-func run(args []string, stdout, stderr io.Writer) int {
+func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process, so that tests can embed it: ctx ends
+// the service (main ends it on SIGINT and SIGTERM), output goes to the
+// writers given, and the exit code is returned.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]

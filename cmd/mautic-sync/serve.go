@@ -194,4 +194,3 @@ func newLogger(lc config.Log, out io.Writer) (*zap.Logger, error) {
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), lvl)
 	return zap.New(core, zap.AddCaller()), nil
 }
-
