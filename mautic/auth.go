@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -14,7 +15,7 @@ import (
 
 // authenticator adds credentials to a request.
 type authenticator interface {
-	apply(ctx context.Context, hc *http.Client, req *http.Request) error
+	apply(ctx context.Context, c *Client, req *http.Request) error
 	// invalidate drops a cached token after a 401; it reports whether a
 	// retry with fresh credentials can help.
 	invalidate() bool
@@ -24,7 +25,7 @@ type authenticator interface {
 
 type noAuth struct{}
 
-func (noAuth) apply(context.Context, *http.Client, *http.Request) error { return nil }
+func (noAuth) apply(context.Context, *Client, *http.Request) error { return nil }
 func (noAuth) invalidate() bool                                         { return false }
 func (noAuth) setting() string {
 	return "MAUTIC_USERNAME/MAUTIC_PASSWORD or MAUTIC_CLIENT_ID/MAUTIC_CLIENT_SECRET"
@@ -32,7 +33,7 @@ func (noAuth) setting() string {
 
 type basicAuth struct{ user, pass string }
 
-func (b *basicAuth) apply(_ context.Context, _ *http.Client, req *http.Request) error {
+func (b *basicAuth) apply(_ context.Context, _ *Client, req *http.Request) error {
 	req.SetBasicAuth(b.user, b.pass)
 	return nil
 }
@@ -49,10 +50,9 @@ const renewBefore = 60 * time.Second
 type clientCredentials struct {
 	cfg clientcredentials.Config
 
-	mu  sync.Mutex
-	tok *oauth2.Token
-	// fetched counts renewals (for metrics and tests).
-	fetched int
+	mu       sync.Mutex
+	tok      *oauth2.Token
+	renewals atomic.Int64
 }
 
 func newClientCredentials(id, secret, tokenURL string) *clientCredentials {
@@ -66,8 +66,8 @@ func newClientCredentials(id, secret, tokenURL string) *clientCredentials {
 	}}
 }
 
-func (a *clientCredentials) apply(ctx context.Context, hc *http.Client, req *http.Request) error {
-	tok, err := a.token(ctx, hc)
+func (a *clientCredentials) apply(ctx context.Context, c *Client, req *http.Request) error {
+	tok, err := a.token(ctx, c.tokenHTTPClient())
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func (a *clientCredentials) apply(ctx context.Context, hc *http.Client, req *htt
 func (a *clientCredentials) token(ctx context.Context, hc *http.Client) (*oauth2.Token, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.tok != nil && (a.tok.Expiry.IsZero() || time.Until(a.tok.Expiry) > renewBefore) {
+	if valid(a.tok) {
 		return a.tok, nil
 	}
 	tok, err := a.cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, hc))
@@ -86,7 +86,7 @@ func (a *clientCredentials) token(ctx context.Context, hc *http.Client) (*oauth2
 		return nil, tokenError(err)
 	}
 	a.tok = tok
-	a.fetched++
+	a.renewals.Add(1)
 	return tok, nil
 }
 
@@ -127,3 +127,44 @@ func tokenError(err error) error {
 	return &AuthError{StatusCode: status, Type: first.Type, Message: first.Message,
 		Setting: (&clientCredentials{}).setting()}
 }
+
+// tokenHTTPClient is the HTTP client for token requests: the client's own,
+// observed under the route "oauth/v2/token".
+func (c *Client) tokenHTTPClient() *http.Client {
+	if c.observer == nil {
+		return c.hc
+	}
+	hc := *c.hc
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	hc.Transport = observedTransport{base: base, observe: c.observer}
+	return &hc
+}
+
+type observedTransport struct {
+	base    http.RoundTripper
+	observe func(Call)
+}
+
+func (t observedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	t.observe(Call{Route: "oauth/v2/token", Method: req.Method, Status: status, Duration: time.Since(start)})
+	return resp, err
+}
+
+// TokenRenewals counts the OAuth2 access tokens fetched so far.
+func (c *Client) TokenRenewals() int64 {
+	if r, ok := c.auth.(interface{ renewalCount() int64 }); ok {
+		return r.renewalCount()
+	}
+	return 0
+}
+
+func (a *clientCredentials) renewalCount() int64 { return a.renewals.Load() }

@@ -59,11 +59,33 @@ type Client struct {
 	hc        *http.Client
 	auth      authenticator
 	userAgent string
-	now       func() time.Time
+	observer  func(Call)
+	rate      rateState
 
 	mu      sync.Mutex
-	rate    Rate
 	version string
+}
+
+// Call describes one HTTP request the client made, for metrics.
+type Call struct {
+	// Route is the endpoint as a template, e.g. "contacts/batch/new" or
+	// "segments/{id}/contacts/add": bounded, never carrying ids or emails.
+	Route    string
+	Method   string
+	Status   int // 0 when no response arrived
+	Duration time.Duration
+}
+
+// WithObserver calls f after every HTTP request (token requests included,
+// with route "oauth/v2/token"). f must be quick and safe for concurrent use.
+func WithObserver(f func(Call)) Option {
+	return func(c *Client) error {
+		if f == nil {
+			return fmt.Errorf("%w: nil observer", ErrInvalidOption)
+		}
+		c.observer = f
+		return nil
+	}
 }
 
 // Option configures a Client.
@@ -146,8 +168,8 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		base:      u,
 		hc:        &http.Client{Timeout: 120 * time.Second, Transport: defaultTransport()},
 		userAgent: "mautic-sync",
-		now:       time.Now,
 		auth:      noAuth{},
+		rate:      rateState{now: time.Now},
 	}
 	for _, o := range opts {
 		if err := o(c); err != nil {
@@ -171,11 +193,7 @@ func defaultTransport() *http.Transport {
 }
 
 // Rate returns the rate-limit state of the last response that carried it.
-func (c *Client) Rate() Rate {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rate
-}
+func (c *Client) Rate() Rate { return c.rate.last() }
 
 // Version returns the last Mautic-Version seen, or "" before any call.
 func (c *Client) Version() string {
@@ -191,10 +209,7 @@ func (c *Client) endpoint(path string) string {
 // do sends one API call. body, when not nil, is sent as JSON. On success the
 // response body is decoded into v (when not nil). An expired or revoked
 // OAuth2 token is replaced and the call repeated once.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body, v any) (*Response, error) {
-	if err := c.checkRateLimit(); err != nil {
-		return nil, err
-	}
+func (c *Client) do(ctx context.Context, route, method, path string, query url.Values, body, v any) (*Response, error) {
 	var payload []byte
 	if body != nil {
 		var err error
@@ -207,7 +222,10 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		u += "?" + query.Encode()
 	}
 	for attempt := 0; ; attempt++ {
-		resp, err := c.send(ctx, method, u, payload)
+		if err := c.rate.acquire(); err != nil {
+			return nil, err
+		}
+		resp, err := c.send(ctx, route, method, u, payload)
 		if err != nil {
 			return resp, err
 		}
@@ -241,7 +259,7 @@ func (c *Client) annotate(err error) error {
 	return err
 }
 
-func (c *Client) send(ctx context.Context, method, u string, payload []byte) (*Response, error) {
+func (c *Client) send(ctx context.Context, route, method, u string, payload []byte) (*Response, error) {
 	var rd io.Reader
 	if payload != nil {
 		rd = bytes.NewReader(payload)
@@ -255,10 +273,18 @@ func (c *Client) send(ctx context.Context, method, u string, payload []byte) (*R
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
-	if err := c.auth.apply(ctx, c.hc, req); err != nil {
+	if err := c.auth.apply(ctx, c, req); err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	hr, err := c.hc.Do(req)
+	if c.observer != nil {
+		status := 0
+		if hr != nil {
+			status = hr.StatusCode
+		}
+		c.observer(Call{Route: route, Method: method, Status: status, Duration: time.Since(start)})
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
@@ -271,24 +297,12 @@ func (c *Client) send(ctx context.Context, method, u string, payload []byte) (*R
 }
 
 func (c *Client) observe(r *Response) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if r.Rate.Limit > 0 || !r.Rate.Reset.IsZero() {
-		c.rate = r.Rate
-	}
+	c.rate.observe(r.Rate)
 	if r.Version != "" {
+		c.mu.Lock()
 		c.version = r.Version
+		c.mu.Unlock()
 	}
-}
-
-// checkRateLimit fails fast while the last known window is exhausted.
-func (c *Client) checkRateLimit() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.rate.Limit > 0 && c.rate.Remaining <= 0 && c.now().Before(c.rate.Reset) {
-		return &RateLimitError{Rate: c.rate, Reset: c.rate.Reset, Local: true}
-	}
-	return nil
 }
 
 func parseRate(h http.Header) Rate {

@@ -75,7 +75,7 @@ func (c *Client) batch(ctx context.Context, method, path string, items []Contact
 		return nil, nil, nil
 	}
 	var br batchResponse
-	resp, err := c.do(ctx, method, path, nil, items, &br)
+	resp, err := c.do(ctx, strings.TrimPrefix(path, "/"), method, path, nil, items, &br)
 	if err != nil {
 		return nil, resp, err
 	}
@@ -180,7 +180,7 @@ func (c *Client) BatchDelete(ctx context.Context, ids []int) ([]int, *Response, 
 		Contacts json.RawMessage `json:"contacts"`
 	}
 	q := url.Values{"ids": {strings.Join(parts, ",")}}
-	resp, err := c.do(ctx, http.MethodDelete, "/contacts/batch/delete", q, nil, &body)
+	resp, err := c.do(ctx, "contacts/batch/delete", http.MethodDelete, "/contacts/batch/delete", q, nil, &body)
 	if err != nil {
 		return nil, resp, err
 	}
@@ -234,7 +234,7 @@ func (c *Client) FindByEmail(ctx context.Context, emails []string) (map[string][
 	var body struct {
 		Contacts json.RawMessage `json:"contacts"`
 	}
-	resp, err := c.do(ctx, http.MethodGet, "/contacts", q, nil, &body)
+	resp, err := c.do(ctx, "contacts", http.MethodGet, "/contacts", q, nil, &body)
 	if err != nil {
 		return nil, resp, err
 	}

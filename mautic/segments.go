@@ -23,7 +23,7 @@ func (c *Client) AddToSegment(ctx context.Context, segmentID int, contactIDs []i
 		} `json:"details"`
 	}
 	path := "/segments/" + strconv.Itoa(segmentID) + "/contacts/add"
-	resp, err := c.do(ctx, http.MethodPost, path, nil, map[string]any{"ids": contactIDs}, &body)
+	resp, err := c.do(ctx, "segments/{id}/contacts/add", http.MethodPost, path, nil, map[string]any{"ids": contactIDs}, &body)
 	if err != nil {
 		return nil, resp, err
 	}
@@ -40,7 +40,7 @@ func (c *Client) AddToSegment(ctx context.Context, segmentID int, contactIDs []i
 // status 404.
 func (c *Client) RemoveFromSegment(ctx context.Context, segmentID, contactID int) (*Response, error) {
 	path := fmt.Sprintf("/segments/%d/contact/%d/remove", segmentID, contactID)
-	return c.do(ctx, http.MethodPost, path, nil, nil, nil)
+	return c.do(ctx, "segments/{id}/contact/{id}/remove", http.MethodPost, path, nil, nil, nil)
 }
 
 // AdjustPoints changes a contact's points by delta
@@ -57,7 +57,7 @@ func (c *Client) AdjustPoints(ctx context.Context, contactID, delta int, eventNa
 	if eventName != "" {
 		body = map[string]string{"eventName": eventName, "actionName": "mautic-sync"}
 	}
-	return c.do(ctx, http.MethodPost, path, nil, body, nil)
+	return c.do(ctx, "contacts/{id}/points/{op}/{n}", http.MethodPost, path, nil, body, nil)
 }
 
 // truthy reads Mautic's loose booleans: true, 1, "1".

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -10,7 +11,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// pending is one held input message.
+// pending is one held input message, or the ghost of one handed back for
+// redelivery.
 type pending struct {
 	msg     Message
 	seq     uint64
@@ -22,17 +24,18 @@ type pending struct {
 	// busy.
 	busy bool
 	op   *op // the op it is part of, once busy
+	// ghostUntil is set while the message was naked for redelivery: it
+	// keeps its place in its lanes, so that its contact's later events
+	// wait for it, until it comes back or the time passes.
+	ghostUntil time.Time
 }
+
+func (p *pending) ghost() bool { return !p.ghostUntil.IsZero() }
 
 // stepQueue holds ops waiting for a call of one kind.
 type stepQueue struct {
 	ops   []*op
 	since time.Time // when the oldest op arrived
-}
-
-type delayedOp struct {
-	op  *op
-	due time.Time
 }
 
 type callDone struct {
@@ -50,16 +53,19 @@ type settleDone struct {
 }
 
 // coordinator owns all pipeline state in one goroutine: held messages,
-// lanes, step queues and the bookkeeping of calls and settlements running
-// in their own goroutines, which report back over channels.
+// ghosts, lanes, step queues and the bookkeeping of calls and settlements
+// running in their own goroutines, which report back over channels.
 type coordinator struct {
-	w       *Worker
-	opts    *Options
-	log     *zap.Logger
-	lanes   *lanes
-	held    map[uint64]*pending
-	queues  map[queueKey]*stepQueue
-	delayed []delayedOp
+	w      *Worker
+	opts   *Options
+	log    *zap.Logger
+	lanes  *lanes
+	held   map[uint64]*pending
+	ghosts map[uint64]*pending
+	// systemic counts the naks of a message that were not its fault (rate
+	// limits, contact blocked): they do not count as deliveries.
+	systemic map[uint64]int
+	queues   map[queueKey]*stepQueue
 
 	inflight int // calls running
 	settling int // settlements running
@@ -73,14 +79,16 @@ type coordinator struct {
 
 func newCoordinator(w *Worker) *coordinator {
 	return &coordinator{
-		w:       w,
-		opts:    &w.opts,
-		log:     w.log,
-		lanes:   newLanes(),
-		held:    map[uint64]*pending{},
-		queues:  map[queueKey]*stepQueue{},
-		done:    make(chan callDone),
-		settled: make(chan settleDone),
+		w:        w,
+		opts:     &w.opts,
+		log:      w.log,
+		lanes:    newLanes(),
+		held:     map[uint64]*pending{},
+		ghosts:   map[uint64]*pending{},
+		systemic: map[uint64]int{},
+		queues:   map[queueKey]*stepQueue{},
+		done:     make(chan callDone),
+		settled:  make(chan settleDone),
 	}
 }
 
@@ -105,13 +113,15 @@ func (c *coordinator) run(ctx context.Context, in <-chan Message) error {
 			// The fetcher stops with the context; hand back what it
 			// delivered in the meantime.
 			for m := range in {
-				c.nak(&pending{msg: m, seq: m.StreamSeq()})
+				c.nak(m, handBackDelay)
 				c.w.release(1)
 			}
 			return nil
 		}
-		c.dispatch(time.Now())
-		c.arm(timer, time.Now())
+		now := time.Now()
+		c.expireGhosts(now)
+		c.dispatch(now)
+		c.arm(timer, now)
 		select {
 		case m, ok := <-recv:
 			if !ok {
@@ -151,27 +161,39 @@ func (c *coordinator) accept(m Message, now time.Time) {
 		c.log.Debug("redelivery of a held message ignored", zap.Uint64("stream_seq", seq))
 		return
 	}
-	p := &pending{msg: m, seq: seq, touched: now}
 	if c.draining {
-		c.nak(p)
+		c.nak(m, handBackDelay)
 		c.w.release(1)
 		return
 	}
+	if g, ok := c.ghosts[seq]; ok {
+		c.revive(g, m, now)
+		return
+	}
+	p := &pending{msg: m, seq: seq, touched: now}
 	c.held[seq] = p
 	ev, err := Decode(m.Data())
-	switch {
-	case m.NumDelivered() > uint64(c.opts.MaxDeliveries):
+	if d := c.deliveries(p); d > uint64(c.opts.MaxDeliveries) {
+		// Delivered again and again without an outcome: a message that
+		// stops the worker (a crash) or that nothing else could settle.
 		p.ev = ev
 		c.settle([]settleItem{{p, verdict{reason: ReasonMaxDeliveries,
-			err: "delivered " + strconv.FormatUint(m.NumDelivered(), 10) + " times, over WORKER_MAX_DELIVERIES=" + strconv.Itoa(c.opts.MaxDeliveries)}}})
+			err: "delivered " + strconv.FormatUint(d, 10) + " times without an outcome, over WORKER_MAX_DELIVERIES=" + strconv.Itoa(c.opts.MaxDeliveries)}}})
 		return
-	case err != nil:
+	}
+	if err != nil {
 		c.settle([]settleItem{{p, verdict{reason: ReasonInvalidEvent, err: err.Error()}}})
 		return
 	}
 	p.ev = ev
 	p.keys = laneKeys(m.Subject(), ev)
 	c.lanes.add(p)
+	c.consider(p, now)
+}
+
+// consider schedules p when it heads its lanes, or merges it into the
+// queued upsert it follows.
+func (c *coordinator) consider(p *pending, now time.Time) {
 	switch {
 	case c.lanes.ready(p):
 		c.schedule(p, now)
@@ -180,20 +202,14 @@ func (c *coordinator) accept(m Message, now time.Time) {
 	}
 }
 
-// joinQueued merges an upsert into the queued, not yet sent upsert of its
-// contact that it directly follows.
-func (c *coordinator) joinQueued(p *pending) {
-	prev := c.lanes.predecessor(p)
-	if prev == nil || prev.op == nil || prev.op.dispatched {
-		return
+// deliveries counts the deliveries of a message that were its own: naks
+// for systemic reasons are taken off.
+func (c *coordinator) deliveries(p *pending) uint64 {
+	n := p.msg.NumDelivered()
+	if s := uint64(c.systemic[p.seq]); s < n {
+		return n - s
 	}
-	o := prev.op
-	if o.ev.Type != TypeUpsert || o.events[len(o.events)-1] != prev || o.ev.Identity() != p.ev.Identity() {
-		return
-	}
-	o.events = append(o.events, p)
-	o.ev = mergeUpserts(o.events)
-	p.busy, p.op = true, o
+	return 1
 }
 
 // laneKeys are the keys whose events must run in order with this one.
@@ -208,9 +224,32 @@ func laneKeys(subject string, ev *Event) []string {
 	return keys
 }
 
+// joinQueued merges an upsert into the queued, not yet sent upsert of its
+// contact that it directly follows.
+func (c *coordinator) joinQueued(p *pending) {
+	prev := c.lanes.predecessor(p)
+	if prev == nil || prev.op == nil || prev.op.dispatched || prev.ghost() {
+		return
+	}
+	o := prev.op
+	if o.ev.Type != TypeUpsert || o.events[len(o.events)-1] != prev || o.ev.Identity() != p.ev.Identity() {
+		return
+	}
+	o.events = append(o.events, p)
+	o.ev = mergeUpserts(o.events)
+	p.busy, p.op = true, o
+}
+
 // schedule turns a lane head into an op and queues it.
 func (c *coordinator) schedule(p *pending, now time.Time) {
-	o := newOp(p, c.lanes.followers(p))
+	var followers []*pending
+	for _, f := range c.lanes.followers(p) {
+		if f.ghost() || f.busy {
+			break
+		}
+		followers = append(followers, f)
+	}
+	o := newOp(p, followers)
 	for _, e := range o.events {
 		e.busy, e.op = true, o
 	}
@@ -232,19 +271,8 @@ func (c *coordinator) enqueue(o *op, now time.Time) {
 
 // dispatch starts calls while there are free slots and full or ripe batches.
 func (c *coordinator) dispatch(now time.Time) {
-	if c.draining {
-		return
-	}
-	if len(c.delayed) > 0 {
-		keep := c.delayed[:0]
-		for _, d := range c.delayed {
-			if now.Before(d.due) {
-				keep = append(keep, d)
-			} else {
-				c.enqueue(d.op, now)
-			}
-		}
-		c.delayed = keep
+	if c.draining || c.w.gate.has(PauseRateLimited) {
+		return // a used-up rate limit: no call until it resets
 	}
 	for c.inflight < c.opts.Concurrency {
 		var best *stepQueue
@@ -284,23 +312,23 @@ func (c *coordinator) startCall(k queueKey, ops []*op) {
 	})
 }
 
-// arm sets the timer to the next moment a batch ripens or a delayed op is due.
+// arm sets the timer to the next moment a batch ripens or a ghost expires.
 func (c *coordinator) arm(t *time.Timer, now time.Time) {
-	var next time.Time
+	next := now.Add(time.Hour)
 	for _, q := range c.queues {
-		if len(q.ops) > 0 {
-			if due := q.since.Add(c.opts.Linger); next.IsZero() || due.Before(next) {
-				next = due
-			}
+		if due := q.since.Add(c.opts.Linger); len(q.ops) > 0 && due.Before(next) {
+			next = due
 		}
 	}
-	for _, d := range c.delayed {
-		if next.IsZero() || d.due.Before(next) {
-			next = d.due
+	for _, g := range c.ghosts {
+		if g.ghostUntil.Before(next) {
+			next = g.ghostUntil
 		}
 	}
-	if next.IsZero() || c.draining {
-		next = now.Add(time.Hour)
+	if len(c.queues) > 0 && !c.w.gate.isOpen() {
+		if p := now.Add(pausePoll); p.Before(next) {
+			next = p // look again when a pause may have ended
+		}
 	}
 	t.Reset(max(next.Sub(now), time.Millisecond))
 }
@@ -308,6 +336,7 @@ func (c *coordinator) arm(t *time.Timer, now time.Time) {
 // handle takes the results of one call.
 func (c *coordinator) handle(r callDone, now time.Time) {
 	var done []settleItem
+	var rateLimited time.Duration
 	for _, res := range r.results {
 		o := res.op
 		switch {
@@ -326,14 +355,111 @@ func (c *coordinator) handle(r callDone, now time.Time) {
 		case res.next != 0:
 			o.step, o.dispatched = res.next, false
 			c.enqueue(o, now)
-		case res.retry:
-			o.attempts++
-			o.dispatched = false
-			c.delayed = append(c.delayed, delayedOp{op: o, due: now.Add(c.w.itemBackoff(o.attempts))})
+		case res.later && res.systemic:
+			rateLimited = max(rateLimited, res.delay)
+			for _, p := range o.events {
+				c.handBack(p, res.delay, true)
+			}
+		case res.later:
+			done = append(done, c.failEvent(o, res.err)...)
 		}
+	}
+	if rateLimited > 0 {
+		c.handBackAll(rateLimited)
 	}
 	if len(done) > 0 {
 		c.settle(done)
+	}
+}
+
+// failEvent handles an op whose own content failed again and again: each
+// of its events is dead-lettered once it has used up its deliveries, else
+// handed back for a later delivery with a growing delay.
+func (c *coordinator) failEvent(o *op, why string) []settleItem {
+	var done []settleItem
+	for _, p := range o.events {
+		d := c.deliveries(p)
+		if d >= uint64(c.opts.MaxDeliveries) {
+			done = append(done, settleItem{p, verdict{reason: ReasonMaxDeliveries,
+				err: "failed on each of " + strconv.FormatUint(d, 10) + " deliveries (WORKER_MAX_DELIVERIES): " + why}})
+			continue
+		}
+		c.log.Info("event failed; redelivering later (its contact's later events wait)",
+			zap.Uint64("stream_seq", p.seq), zap.Uint64("num_delivered", d), zap.String("error", why))
+		c.handBack(p, c.w.eventBackoff(d), false)
+	}
+	return done
+}
+
+// handBackAll hands back every held message that is not in a call or being
+// settled: the rate limit is used up, and holding them for the window
+// would only pin them.
+func (c *coordinator) handBackAll(delay time.Duration) {
+	for _, q := range c.queues {
+		for _, o := range q.ops {
+			for _, p := range o.events {
+				c.handBack(p, delay, true)
+			}
+		}
+	}
+	c.queues = map[queueKey]*stepQueue{}
+	for _, p := range c.held {
+		if !p.busy {
+			c.handBack(p, delay, true)
+		}
+	}
+	c.log.Warn("Mautic rate limit used up; messages handed back until it resets",
+		zap.Duration("delay", delay), zap.Int("ghosts", len(c.ghosts)))
+}
+
+// handBack naks a held message with a delay and leaves its ghost in the
+// lanes. The delay gets a little jitter, so that redeliveries spread.
+func (c *coordinator) handBack(p *pending, delay time.Duration, systemic bool) {
+	if _, ok := c.held[p.seq]; !ok {
+		return
+	}
+	delay += time.Duration(rand.Int64N(int64(delay/10) + 1))
+	c.nak(p.msg, delay)
+	if systemic {
+		c.systemic[p.seq]++
+	}
+	delete(c.held, p.seq)
+	c.w.release(1)
+	if p.keys == nil {
+		return
+	}
+	p.msg, p.busy, p.op = nil, false, nil
+	p.ghostUntil = time.Now().Add(delay + c.opts.AckWait + 5*time.Second)
+	c.ghosts[p.seq] = p
+}
+
+// revive puts a redelivered message back in its ghost's place.
+func (c *coordinator) revive(g *pending, m Message, now time.Time) {
+	delete(c.ghosts, g.seq)
+	g.msg, g.touched, g.ghostUntil = m, now, time.Time{}
+	c.held[g.seq] = g
+	if d := c.deliveries(g); d > uint64(c.opts.MaxDeliveries)+1 {
+		c.log.Debug("revived message over its delivery count", zap.Uint64("stream_seq", g.seq))
+	}
+	if c.lanes.ready(g) {
+		c.schedule(g, now)
+	}
+}
+
+// expireGhosts forgets ghosts whose message never came back (acknowledged
+// elsewhere, or deleted), so that their contacts' later events go on.
+func (c *coordinator) expireGhosts(now time.Time) {
+	for seq, g := range c.ghosts {
+		if now.Before(g.ghostUntil) {
+			continue
+		}
+		delete(c.ghosts, seq)
+		delete(c.systemic, seq)
+		for _, next := range c.lanes.remove(g) {
+			if !next.busy && !next.ghost() {
+				c.schedule(next, now)
+			}
+		}
 	}
 }
 
@@ -352,11 +478,12 @@ func (c *coordinator) release(s settleDone) {
 	for _, it := range s.items {
 		p := it.p
 		delete(c.held, p.seq)
+		delete(c.systemic, p.seq)
 		if p.keys != nil {
 			for _, next := range c.lanes.remove(p) {
 				if c.draining {
 					c.dropOne(next)
-				} else if !next.busy {
+				} else if !next.busy && !next.ghost() {
 					c.schedule(next, now)
 				}
 			}
@@ -390,12 +517,6 @@ func (c *coordinator) startDrain() {
 		}
 	}
 	c.queues = map[queueKey]*stepQueue{}
-	for _, d := range c.delayed {
-		for _, p := range d.op.events {
-			c.dropOne(p)
-		}
-	}
-	c.delayed = nil
 	for _, p := range c.held {
 		if !p.busy {
 			c.dropOne(p)
@@ -410,13 +531,12 @@ func (c *coordinator) dropAll() {
 	}
 }
 
-// dropOne naks a held message so that it is redelivered promptly, and
-// forgets it.
+// dropOne hands a held message back on shutdown and forgets it.
 func (c *coordinator) dropOne(p *pending) {
 	if _, ok := c.held[p.seq]; !ok {
 		return
 	}
-	c.nak(p)
+	c.nak(p.msg, handBackDelay)
 	delete(c.held, p.seq)
 	if p.keys != nil {
 		c.lanes.remove(p)
@@ -424,10 +544,10 @@ func (c *coordinator) dropOne(p *pending) {
 	c.w.release(1)
 }
 
-func (c *coordinator) nak(p *pending) {
+func (c *coordinator) nak(m Message, delay time.Duration) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.workCtx), 5*time.Second)
 	defer cancel()
-	if err := p.msg.Nak(ctx, handBackDelay); err != nil {
-		c.log.Debug("nak failed; the message is redelivered after AckWait", zap.Uint64("stream_seq", p.seq), zap.Error(err))
+	if err := m.Nak(ctx, delay); err != nil {
+		c.log.Debug("nak failed; the message is redelivered after AckWait", zap.Uint64("stream_seq", m.StreamSeq()), zap.Error(err))
 	}
 }

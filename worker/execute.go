@@ -15,77 +15,152 @@ import (
 	"github.com/mautic-sync/mautic-sync/mautic"
 )
 
-// opResult is what one call decided for one op: exactly one of final, next,
-// retry or abandoned.
+// opResult is what one call decided for one op: exactly one of final,
+// next, later or abandoned.
 type opResult struct {
-	op        *op
-	final     *verdict
-	next      stepKind
-	retry     bool // an item-level transient failure: run the step again later
-	abandoned bool // the call was cut short by shutdown
+	op    *op
+	final *verdict
+	next  stepKind
+	// later: hand the op's messages back with NakWithDelay(delay). When
+	// systemic is set (rate limit) it is not the events' fault and does not
+	// count toward WORKER_MAX_DELIVERIES; otherwise it is a per-event
+	// failure and err says what failed.
+	later    bool
+	delay    time.Duration
+	systemic bool
+	err      string
+	// abandoned: the call was cut short by shutdown.
+	abandoned bool
 }
 
 func finalResult(o *op, v verdict) opResult { return opResult{op: o, final: &v} }
 
-// execute runs one call for ops, repeating it while it fails for reasons
-// that are not the events' fault (with exponential backoff and jitter, or
-// until the rate-limit window resets), and returns one result per op.
+// outageAfter is the number of consecutive failed calls after which
+// Mautic counts as down and fetching pauses.
+const outageAfter = 3
+
+// isolateAfter is the number of failed attempts of one call, while other
+// calls succeed, after which its items are tried apart.
+const isolateAfter = 2
+
+// execute runs one call for ops and returns one result per op. A call that
+// fails for reasons that are not the events' fault is repeated with
+// exponential backoff and jitter while the messages are held alive, and
+// fetching pauses while the fault is systemic (an outage, refused
+// credentials). A used-up rate limit hands the messages back until the
+// window resets. A call that keeps failing while other calls succeed is
+// split, so that one bad item cannot hold up the others; alone, it fails
+// as its own event's fault.
 func (w *Worker) execute(ctx context.Context, k queueKey, ops []*op) []opResult {
 	var (
-		results  []opResult
-		override time.Duration
-		lastWhy  mautic.Reason
+		results    []opResult
+		lastWhy    mautic.Reason
+		firstFail  time.Time
+		failedHere int
+		split      bool
 	)
-	base := retry.WithCappedDuration(w.opts.RetryMax, retry.WithJitterPercent(20, retry.NewExponential(w.opts.RetryMin)))
-	backoff := retry.BackoffFunc(func() (time.Duration, bool) {
-		d, stop := base.Next()
-		if override > 0 {
-			d, override = override, 0
-		}
-		return d, stop
-	})
-	err := retry.Do(ctx, backoff, func(ctx context.Context) error {
+	b := retry.WithCappedDuration(w.opts.RetryMax, retry.WithJitterPercent(20, retry.NewExponential(w.opts.RetryMin)))
+	err := retry.Do(ctx, b, func(ctx context.Context) error {
 		start := time.Now()
 		res, status, err := w.call(ctx, k, ops)
 		w.opts.Metrics.observeCall(k.kind.endpoint(), status, len(ops), time.Since(start))
 		if err == nil {
-			if lastWhy != "" {
-				w.log.Info("Mautic calls succeed again", zap.String("endpoint", k.kind.endpoint()))
-			}
-			w.health.fault("mautic", "")
+			w.callSucceeded(lastWhy != "")
 			results = res
 			return nil
 		}
-		action, why := mautic.Classify(err)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if action == mautic.Reject {
+		action, why := mautic.Classify(err)
+		var rl *mautic.RateLimitError
+		switch {
+		case action == mautic.Reject:
+			w.callSucceeded(false) // Mautic answered: it is up
 			results = rejectAll(ops, err)
 			return nil
+		case errors.As(err, &rl) && !rl.Reset.IsZero():
+			w.gate.close(PauseRateLimited, err.Error(), rl.Reset)
+			results = handBack(ops, time.Until(rl.Reset), true, err.Error())
+			return nil
 		}
-		var rl *mautic.RateLimitError
-		if errors.As(err, &rl) && !rl.Reset.IsZero() {
-			override = time.Until(rl.Reset) + w.opts.RetryMin
+		if firstFail.IsZero() {
+			firstFail = time.Now()
 		}
-		if action == mautic.Pause {
-			w.health.fault("mautic", string(why)+": "+err.Error())
-		}
+		failedHere++
+		w.callFailed(action, why, err)
 		if why != lastWhy {
 			w.log.Warn("Mautic call failed; retrying (no event is failed for this)",
 				zap.String("endpoint", k.kind.endpoint()), zap.String("reason", string(why)),
 				zap.String("action", action.String()), zap.Int("items", len(ops)), zap.Error(err))
 			lastWhy = why
 		}
+		if action == mautic.Retry && failedHere >= isolateAfter && w.succeededSince(firstFail) {
+			split = true // others get through: this call's content is at fault
+			results = nil
+			if len(ops) == 1 {
+				results = handBack(ops, 0, false, err.Error())
+			}
+			return nil
+		}
 		return retry.RetryableError(err)
 	})
-	if err != nil { // only the context ends the retries
+	switch {
+	case err != nil: // only the context ends the retries
 		results = make([]opResult, len(ops))
 		for i, o := range ops {
 			results[i] = opResult{op: o, abandoned: true}
 		}
+	case split && len(ops) > 1:
+		h := len(ops) / 2
+		w.log.Info("isolating a failing batch", zap.String("endpoint", k.kind.endpoint()), zap.Int("items", len(ops)))
+		results = append(w.execute(ctx, k, ops[:h]), w.execute(ctx, k, ops[h:])...)
 	}
 	return results
+}
+
+// callSucceeded records a successful call: Mautic is reachable and
+// accepts the credentials.
+func (w *Worker) callSucceeded(recovered bool) {
+	w.lastSuccess.Store(time.Now().UnixNano())
+	if w.failStreak.Swap(0) > 0 || recovered {
+		for _, c := range []string{PauseOutage, PauseAuth, PauseAPIDisabled, PauseBadURL} {
+			w.gate.open(c)
+		}
+		w.log.Info("Mautic calls succeed again")
+	}
+}
+
+// callFailed records a failed call and pauses fetching while the fault is
+// systemic.
+func (w *Worker) callFailed(action mautic.Action, why mautic.Reason, err error) {
+	streak := w.failStreak.Add(1)
+	switch {
+	case action == mautic.Pause && why == mautic.ReasonAPIDisabled:
+		w.gate.close(PauseAPIDisabled, err.Error(), time.Time{})
+	case action == mautic.Pause && why == mautic.ReasonBadURL:
+		w.gate.close(PauseBadURL, err.Error(), time.Time{})
+	case action == mautic.Pause && why == mautic.ReasonAuth:
+		w.gate.close(PauseAuth, err.Error(), time.Time{})
+	case action == mautic.Pause && why == mautic.ReasonRateLimited:
+		// A 429 without a reset time: back off like an outage.
+		w.gate.close(PauseRateLimited, err.Error(), time.Now().Add(w.opts.RetryMax))
+	case streak >= outageAfter:
+		w.gate.close(PauseOutage, err.Error(), time.Time{})
+	}
+}
+
+func (w *Worker) succeededSince(t time.Time) bool {
+	return w.lastSuccess.Load() > t.UnixNano()
+}
+
+// handBack asks for the ops' messages to be naked with a delay.
+func handBack(ops []*op, delay time.Duration, systemic bool, why string) []opResult {
+	out := make([]opResult, len(ops))
+	for i, o := range ops {
+		out[i] = opResult{op: o, later: true, delay: delay, systemic: systemic, err: why}
+	}
+	return out
 }
 
 // rejectAll fails every op of a call that Mautic refused as a whole.
@@ -102,10 +177,10 @@ func rejectAll(ops []*op, err error) []opResult {
 	return out
 }
 
-// itemBackoff is the delay before an op whose item failed transiently runs
-// again.
-func (w *Worker) itemBackoff(attempt int) time.Duration {
-	d := w.opts.RetryMin << min(attempt-1, 16)
+// eventBackoff is the redelivery delay after an event's own failure on its
+// n-th delivery.
+func (w *Worker) eventBackoff(n uint64) time.Duration {
+	d := w.opts.RetryMin << min(n-1, 16)
 	return min(d, w.opts.RetryMax)
 }
 
@@ -171,8 +246,8 @@ func (w *Worker) callContacts(ctx context.Context, kind stepKind, ops []*op) ([]
 				continue
 			}
 			out[i] = finalResult(o, rejected(r.Status, itemError(kind.endpoint(), r.Status, r.Error)))
-		default:
-			out[i] = opResult{op: o, retry: true}
+		default: // 5xx or another status that says nothing of the item
+			out[i] = opResult{op: o, later: true, err: itemError(kind.endpoint(), r.Status, r.Error)}
 		}
 	}
 	return out, statusOf(resp), nil

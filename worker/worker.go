@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -43,6 +44,9 @@ import (
 // shutdown. Without it, a pull request still open would receive a naked
 // message again at once, and again, burning its deliveries.
 const handBackDelay = time.Second
+
+// pausePoll is how often a paused fetcher looks whether it may go on.
+const pausePoll = 100 * time.Millisecond
 
 // Options configures a Worker. Zero values take the defaults documented on
 // each field.
@@ -158,6 +162,12 @@ type Worker struct {
 	log    *zap.Logger
 	out    outboxConfig
 	health health
+	gate   *gate
+
+	// lastSuccess (unix nanoseconds) and failStreak track Mautic's state
+	// across concurrent calls.
+	lastSuccess atomic.Int64
+	failStreak  atomic.Int64
 
 	// held counts messages received and not yet settled; the fetcher
 	// keeps it at or under MaxHeld.
@@ -178,12 +188,31 @@ func New(src Source, pub Publisher, mc Mautic, opts Options) (*Worker, error) {
 		mautic: mc,
 		log:    opts.Logger.Named("worker"),
 		out:    outboxConfig{resultSubject: opts.ResultSubject, dlqSubject: opts.DLQSubject},
+		gate:   newGate(),
 		freed:  make(chan struct{}, 1),
 	}, nil
 }
 
 // Ready reports whether the worker is consuming, and why not.
-func (w *Worker) Ready() (bool, string) { return w.health.ready() }
+func (w *Worker) Ready() (bool, string) {
+	ok, why := w.health.ready()
+	causes := w.gate.active()
+	if len(causes) == 0 {
+		return ok, why
+	}
+	reasons := make([]string, 0, len(causes)+1)
+	if why != "" {
+		reasons = append(reasons, why)
+	}
+	for _, c := range slices.Sorted(maps.Keys(causes)) {
+		reasons = append(reasons, "paused, "+c+": "+causes[c])
+	}
+	return false, strings.Join(reasons, "; ")
+}
+
+// Paused lists the causes that hold fetching back now (see the Pause*
+// constants).
+func (w *Worker) Paused() []string { return w.gate.causesSorted() }
 
 // Run consumes until ctx ends, then drains: it stops fetching, lets calls
 // in flight finish within DrainTimeout, publishes their outcomes and
@@ -212,6 +241,13 @@ func (w *Worker) Run(ctx context.Context) error {
 // fetch pulls messages while there is room to hold them.
 func (w *Worker) fetch(ctx context.Context, in chan<- Message) error {
 	for ctx.Err() == nil {
+		if !w.gate.isOpen() {
+			select { // paused: look again shortly
+			case <-time.After(pausePoll):
+			case <-ctx.Done():
+			}
+			continue
+		}
 		room := int64(w.opts.MaxHeld) - w.held.Load()
 		if room < int64(min(w.opts.BatchSize, w.opts.MaxHeld/4+1)) {
 			select {

@@ -5,8 +5,7 @@
 //
 //	srv := mautictest.NewServer(mautictest.WithClientCredentials("id", "secret"))
 //	defer srv.Close()
-//	client := mautic.NewClient(srv.URL(), ...) // MAUTIC_URL
-//	...
+//	// Point the code under test at srv.URL() (MAUTIC_URL), run it, then:
 //	if got := srv.ContactsByEmail("a@example.com"); len(got) != 1 { ... }
 //
 // Everything described here follows Mautic's source (controllers,

@@ -50,47 +50,55 @@ func (s *Server) serveOAuth(w http.ResponseWriter, r *http.Request, rel string, 
 	}
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	cl, ok := s.cfg.clients[id]
-	if !ok || cl.secret != secret {
-		tokenError(w, "invalid_client", "The client credentials are invalid")
+	token, oerr := s.grantLocked(id, secret, grant, param)
+	s.mu.Unlock()
+	if oerr != nil {
+		oerr.write(w)
 		return
 	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeBody(w, http.StatusOK, "application/json", encodePHP(token, stylePlain))
+}
+
+// grantLocked runs oauth2-php's grantAccessToken for an authenticated
+// request: it checks the client and the grant and returns the token
+// response.
+func (s *Server) grantLocked(id, secret, grant string, param func(string) string) (obj, *authError) {
+	cl, ok := s.cfg.clients[id]
+	if !ok || cl.secret != secret {
+		return nil, oauthError("invalid_client", "The client credentials are invalid")
+	}
 	if !cl.grants[grant] {
-		tokenError(w, "unauthorized_client", "The grant type is unauthorized for this client_id")
-		return
+		return nil, oauthError("unauthorized_client", "The grant type is unauthorized for this client_id")
 	}
 	switch grant {
 	case "client_credentials":
-		s.issueTokenLocked(w, id, false, "")
+		return s.issueTokenLocked(id, ""), nil
 	case "refresh_token":
 		old := param("refresh_token")
 		if old == "" {
-			tokenError(w, "invalid_request", `No "refresh_token" parameter found`)
-			return
+			return nil, oauthError("invalid_request", `No "refresh_token" parameter found`)
 		}
 		rt, ok := s.st.refresh[old]
 		if !ok || rt.clientID != id {
-			tokenError(w, "invalid_grant", "Invalid refresh token")
-			return
+			return nil, oauthError("invalid_grant", "Invalid refresh token")
 		}
 		if s.now().After(rt.expires) {
-			tokenError(w, "invalid_grant", "Refresh token has expired")
-			return
+			return nil, oauthError("invalid_grant", "Refresh token has expired")
 		}
-		s.issueTokenLocked(w, id, true, old)
-	case "authorization_code":
-		if param("code") == "" {
-			tokenError(w, "invalid_request", `Missing parameter. "code" is required`)
-			return
-		}
-		tokenError(w, "invalid_grant", "Code doesn't exist or is invalid for the client")
+		return s.issueTokenLocked(id, old), nil
 	}
+	if param("code") == "" {
+		return nil, oauthError("invalid_request", `Missing parameter. "code" is required`)
+	}
+	return nil, oauthError("invalid_grant", "Code doesn't exist or is invalid for the client")
 }
 
-// issueTokenLocked creates an access token (and, for refresh grants, a new
-// refresh token, deleting the one used) and writes oauth2-php's response.
-func (s *Server) issueTokenLocked(w http.ResponseWriter, clientID string, withRefresh bool, oldRefresh string) {
+// issueTokenLocked creates an access token and returns oauth2-php's
+// response. For a refresh grant (oldRefresh set) it also issues a new
+// refresh token and deletes the one used.
+func (s *Server) issueTokenLocked(clientID, oldRefresh string) obj {
 	now := s.now()
 	access := newToken()
 	s.st.access[access] = &accessToken{clientID: clientID, expires: now.Add(s.cfg.tokenLifetime)}
@@ -101,21 +109,22 @@ func (s *Server) issueTokenLocked(w http.ResponseWriter, clientID string, withRe
 		{"token_type", "bearer"},
 		{"scope", nil},
 	}
-	if withRefresh {
+	if oldRefresh != "" {
 		refresh := newToken()
 		s.st.refresh[refresh] = &refreshToken{clientID: clientID, expires: now.Add(refreshLifetime)}
 		delete(s.st.refresh, oldRefresh)
 		body = append(body, kv{"refresh_token", refresh})
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	writeBody(w, http.StatusOK, "application/json", encodePHP(body, stylePlain))
+	return body
+}
+
+// oauthError is an oauth2-php error (HTTP 400) as ApiSubscriber rewrites it.
+func oauthError(typ, message string) *authError {
+	return &authError{status: http.StatusBadRequest, message: message, typ: typ}
 }
 
 // tokenError writes an oauth2-php error as rewritten by ApiSubscriber.
-func tokenError(w http.ResponseWriter, typ, message string) {
-	writeSubscriberError(w, http.StatusBadRequest, message, typ)
-}
+func tokenError(w http.ResponseWriter, typ, message string) { oauthError(typ, message).write(w) }
 
 // seedRefreshLocked registers the refresh tokens given to WithRefreshToken.
 func (s *Server) seedRefreshLocked() {

@@ -93,7 +93,7 @@ func (s *Server) prepare(raw map[string]any, mode writeMode) (*payload, *itemErr
 	}
 	delete(p.fields, "last_active")
 
-	if v, ok := raw["overwriteWithBlank"]; ok && !phpEmpty(v) && !droppedZero(v) {
+	if v, ok := raw["overwriteWithBlank"]; ok && !phpEmpty(v) {
 		p.overwriteBlank = true
 	}
 	p.tags = parseTags(raw["tags"])

@@ -47,6 +47,17 @@ func (o obj) get(k string) (any, bool) {
 	return nil, false
 }
 
+// setKey sets k in o, keeping its position when it exists (PHP semantics).
+func setKey(o obj, k string, v any) obj {
+	for i := range o {
+		if o[i].k == k {
+			o[i].v = v
+			return o
+		}
+	}
+	return append(o, kv{k, v})
+}
+
 // phpArray is an int-keyed PHP array that keeps insertion order. Like
 // json_encode, it encodes as a JSON list only when its keys are exactly
 // 0..n-1 in order, and as an object keyed by index otherwise. This is how a

@@ -117,7 +117,7 @@ func (s *Server) handleSegmentAddMany(c *call) {
 		if ct != nil {
 			s.setMemberLocked(ct, c.id("id"), true)
 		}
-		details = append(details, kv{key, obj{{"success", ct != nil}}})
+		details = setKey(details, key, obj{{"success", ct != nil}})
 	}
 	s.mu.Unlock()
 	c.view(http.StatusOK, obj{{"success", 1}, {"details", details}})

@@ -107,13 +107,39 @@ func (s *Server) sleep(d time.Duration) {
 	}
 }
 
-// statusWriter remembers the status written. It passes Flush and Hijack
-// through (also via http.ResponseController) so hooks can stream or cut
-// connections.
+// statusWriter records the request as soon as its status is decided, so
+// that a client never sees a response before Requests lists it. It passes
+// Flush and Hijack through (also via http.ResponseController) so hooks can
+// stream or cut connections.
 type statusWriter struct {
 	http.ResponseWriter
 	status   int
 	hijacked bool
+	done     bool
+	finish   func(status int)
+}
+
+// record calls finish once.
+func (w *statusWriter) record(status int) {
+	if !w.done {
+		w.done = true
+		w.finish(status)
+	}
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+		w.record(code)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
@@ -123,7 +149,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		if w.status == 0 {
-			w.status = http.StatusOK
+			w.WriteHeader(http.StatusOK)
 		}
 		f.Flush()
 	}
@@ -137,20 +163,6 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	return h.Hijack()
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -169,14 +181,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Items:    1,
 		Start:    start,
 	}
-	sw := &statusWriter{ResponseWriter: w}
-	defer func() {
-		rec.Status = sw.status
-		if rec.Status == 0 && !sw.hijacked {
-			rec.Status = http.StatusOK // net/http's default
-		}
-		rec.End = time.Now()
+	sw := &statusWriter{ResponseWriter: w, finish: func(status int) {
+		rec.Status, rec.End = status, time.Now()
 		s.record(rec)
+	}}
+	defer func() {
+		if sw.hijacked {
+			sw.record(0)
+		}
+		sw.record(http.StatusOK) // nothing written: net/http's default
 	}()
 	s.serve(sw, r, rel, inside, body, rec)
 }
