@@ -26,7 +26,7 @@ type authenticator interface {
 type noAuth struct{}
 
 func (noAuth) apply(context.Context, *Client, *http.Request) error { return nil }
-func (noAuth) invalidate() bool                                         { return false }
+func (noAuth) invalidate() bool                                    { return false }
 func (noAuth) setting() string {
 	return "MAUTIC_USERNAME/MAUTIC_PASSWORD or MAUTIC_CLIENT_ID/MAUTIC_CLIENT_SECRET"
 }
