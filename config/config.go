@@ -24,6 +24,8 @@ type Config struct {
 	HTTP     HTTP
 	Log      Log
 
+	Ledger Ledger
+
 	// CreateStreams creates the input, result and dead-letter streams and
 	// the consumer when they are missing. Turn it off where JetStream is
 	// managed declaratively (NACK, Terraform) and mautic-sync must only bind.
@@ -69,6 +71,12 @@ type Outcomes struct {
 	DLQSubject    string `env:"DLQ_SUBJECT" default:"mautic.sync.dlq" desc:"subject of dead letters"`
 }
 
+// Ledger configures the key-value bucket of applied event ids.
+type Ledger struct {
+	Bucket string        `env:"LEDGER_BUCKET" default:"MAUTIC_SYNC_LEDGER" desc:"JetStream key-value bucket of applied event ids (exactly-once points, duplicate detection)"`
+	TTL    time.Duration `env:"LEDGER_TTL" default:"72h" desc:"how long an applied event id is remembered; a copy of an event arriving later is applied again"`
+}
+
 // Mautic says how to reach and authenticate to Mautic.
 type Mautic struct {
 	URL               string        `env:"MAUTIC_URL" desc:"Mautic base URL, e.g. https://mautic.example.com (required for run)"`
@@ -76,6 +84,10 @@ type Mautic struct {
 	Password          string        `env:"MAUTIC_PASSWORD" secret:"true" desc:"basic auth password"`
 	ClientID          string        `env:"MAUTIC_CLIENT_ID" desc:"OAuth2 client id (client credentials grant, with MAUTIC_CLIENT_SECRET)"`
 	ClientSecret      string        `env:"MAUTIC_CLIENT_SECRET" secret:"true" desc:"OAuth2 client secret"`
+	RefreshToken      string        `env:"MAUTIC_REFRESH_TOKEN" secret:"true" desc:"OAuth2 refresh token to start from (refresh-token mode, with MAUTIC_CLIENT_ID/SECRET); rotated tokens are kept in MAUTIC_TOKEN_BUCKET"`
+	TokenBucket       string        `env:"MAUTIC_TOKEN_BUCKET" default:"MAUTIC_SYNC_AUTH" desc:"JetStream key-value bucket holding the current refresh token, shared by every replica"`
+	RateLimit         int           `env:"MAUTIC_RATE_LIMIT" default:"0" desc:"client-side budget: at most this many Mautic calls per MAUTIC_RATE_WINDOW (0 = none); set it to Mautic's API rate limit or below"`
+	RateWindow        time.Duration `env:"MAUTIC_RATE_WINDOW" default:"1h" desc:"window of MAUTIC_RATE_LIMIT (Mautic counts per hour)"`
 	Timeout           time.Duration `env:"MAUTIC_TIMEOUT" default:"120s" desc:"timeout of one Mautic request (batches of 200 can take tens of seconds)"`
 	AllowInsecureHTTP bool          `env:"MAUTIC_ALLOW_INSECURE_HTTP" default:"false" desc:"allow a plain http:// MAUTIC_URL (credentials travel in clear)"`
 	UserAgent         string        `env:"MAUTIC_USER_AGENT" default:"mautic-sync" desc:"User-Agent sent to Mautic"`
@@ -107,5 +119,20 @@ type Log struct {
 	Format string `env:"LOG_FORMAT" default:"json" desc:"json or console (dev defaults to console)"`
 }
 
-// UsesOAuth reports whether Mautic is reached with OAuth2 client credentials.
-func (m Mautic) UsesOAuth() bool { return m.ClientID != "" || m.ClientSecret != "" }
+// UsesOAuth reports whether Mautic is reached with OAuth2 (client
+// credentials, or a refresh token).
+func (m Mautic) UsesOAuth() bool {
+	return m.ClientID != "" || m.ClientSecret != "" || m.RefreshToken != ""
+}
+
+// AuthMode names the Mautic authentication in use: "basic",
+// "client_credentials" or "refresh_token".
+func (m Mautic) AuthMode() string {
+	switch {
+	case m.RefreshToken != "":
+		return "refresh_token"
+	case m.UsesOAuth():
+		return "client_credentials"
+	}
+	return "basic"
+}

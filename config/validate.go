@@ -127,6 +127,12 @@ func (c Config) validateJetStream(add func(string, ...any)) {
 	if c.Consumer.MaxAckPending < c.Batch.Size {
 		add("CONSUMER_MAX_ACK_PENDING (%d) must be at least BATCH_SIZE (%d), or batches can never fill", c.Consumer.MaxAckPending, c.Batch.Size)
 	}
+	if c.Ledger.Bucket == "" || strings.ContainsAny(c.Ledger.Bucket, " \t.*>/\\") {
+		add("LEDGER_BUCKET=%q is not a valid bucket name", c.Ledger.Bucket)
+	}
+	if c.Ledger.TTL < c.Stream.Duplicates {
+		add("LEDGER_TTL (%s) must be at least STREAM_DUPLICATE_WINDOW (%s)", c.Ledger.TTL, c.Stream.Duplicates)
+	}
 	if c.Stream.Duplicates <= 0 {
 		add("STREAM_DUPLICATE_WINDOW must be positive, got %s", c.Stream.Duplicates)
 	}
@@ -169,9 +175,18 @@ func (c Config) validateMautic(add func(string, ...any)) {
 			add("MAUTIC_CLIENT_SECRET is not set (MAUTIC_CLIENT_ID is)")
 		}
 	default:
-		add("no Mautic credentials: set MAUTIC_USERNAME and MAUTIC_PASSWORD (basic auth), or MAUTIC_CLIENT_ID and MAUTIC_CLIENT_SECRET (OAuth2 client credentials)")
+		add("no Mautic credentials: set MAUTIC_USERNAME and MAUTIC_PASSWORD (basic auth), or MAUTIC_CLIENT_ID and MAUTIC_CLIENT_SECRET (OAuth2 client credentials; add MAUTIC_REFRESH_TOKEN for a client without that grant)")
 	}
 	if m.Timeout <= 0 {
 		add("MAUTIC_TIMEOUT must be positive, got %s", m.Timeout)
+	}
+	if m.RateLimit < 0 {
+		add("MAUTIC_RATE_LIMIT must be 0 (none) or more, got %d", m.RateLimit)
+	}
+	if m.RateWindow <= 0 {
+		add("MAUTIC_RATE_WINDOW must be positive, got %s", m.RateWindow)
+	}
+	if m.RefreshToken != "" && (m.TokenBucket == "" || strings.ContainsAny(m.TokenBucket, " \t.*>/\\")) {
+		add("MAUTIC_TOKEN_BUCKET=%q is not a valid bucket name", m.TokenBucket)
 	}
 }

@@ -16,6 +16,7 @@ import (
 type pending struct {
 	msg     Message
 	seq     uint64
+	arrived time.Time
 	ev      *Event   // nil when the body is not a valid event
 	keys    []string // lane keys; nil when not in the lanes
 	touched time.Time
@@ -170,7 +171,7 @@ func (c *coordinator) accept(m Message, now time.Time) {
 		c.revive(g, m, now)
 		return
 	}
-	p := &pending{msg: m, seq: seq, touched: now}
+	p := &pending{msg: m, seq: seq, touched: now, arrived: now}
 	c.held[seq] = p
 	ev, err := Decode(m.Data())
 	if d := c.deliveries(p); d > uint64(c.opts.MaxDeliveries) {
@@ -232,7 +233,7 @@ func (c *coordinator) joinQueued(p *pending) {
 		return
 	}
 	o := prev.op
-	if o.ev.Type != TypeUpsert || o.events[len(o.events)-1] != prev || o.ev.Identity() != p.ev.Identity() {
+	if o.events[len(o.events)-1] != prev || !o.canMerge(p) {
 		return
 	}
 	o.events = append(o.events, p)
@@ -306,7 +307,9 @@ func (c *coordinator) startCall(k queueKey, ops []*op) {
 		o.dispatched = true
 	}
 	c.inflight++
+	c.w.inflight.Add(1)
 	c.wg.Go(func() {
+		defer c.w.inflight.Add(-1)
 		res := c.w.execute(c.workCtx, k, ops)
 		c.done <- callDone{results: res}
 	})
@@ -339,7 +342,9 @@ func (c *coordinator) handle(r callDone, now time.Time) {
 	var rateLimited time.Duration
 	for _, res := range r.results {
 		o := res.op
+		done = append(done, res.skipped...)
 		switch {
+		case res.skipped != nil:
 		case res.final != nil:
 			v := *res.final
 			if len(o.ignored) > 0 && !v.deadLetter() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ type opResult struct {
 	err      string
 	// abandoned: the call was cut short by shutdown.
 	abandoned bool
+	// skipped are events taken out of the op before the call because the
+	// ledger knows them; when it holds all of them, the op is done.
+	skipped []settleItem
 }
 
 func finalResult(o *op, v verdict) opResult { return opResult{op: o, final: &v} }
@@ -59,8 +63,19 @@ func (w *Worker) execute(ctx context.Context, k queueKey, ops []*op) []opResult 
 		failedHere int
 		split      bool
 	)
+	var skipped []opResult
 	b := retry.WithCappedDuration(w.opts.RetryMax, retry.WithJitterPercent(20, retry.NewExponential(w.opts.RetryMin)))
 	err := retry.Do(ctx, b, func(ctx context.Context) error {
+		if skipped == nil {
+			var err error
+			if ops, skipped, err = w.checkLedger(ctx, ops); err != nil {
+				w.log.Warn("ledger lookup failed; retrying", zap.Error(err))
+				return retry.RetryableError(err)
+			}
+			if len(ops) == 0 {
+				return nil
+			}
+		}
 		start := time.Now()
 		res, status, err := w.call(ctx, k, ops)
 		w.opts.Metrics.observeCall(k.kind.endpoint(), status, len(ops), time.Since(start))
@@ -116,7 +131,72 @@ func (w *Worker) execute(ctx context.Context, k queueKey, ops []*op) []opResult 
 		w.log.Info("isolating a failing batch", zap.String("endpoint", k.kind.endpoint()), zap.Int("items", len(ops)))
 		results = append(w.execute(ctx, k, ops[:h]), w.execute(ctx, k, ops[h:])...)
 	}
-	return results
+	return append(skipped, results...)
+}
+
+// checkLedger takes out of ops the events the ledger knows took effect:
+// a redelivery of the very message that applied one settles as applied, a
+// second message with the same event id as a duplicate. Ops left without
+// events come back among the skipped results. It runs once per op, before
+// the op's first call.
+func (w *Worker) checkLedger(ctx context.Context, ops []*op) ([]*op, []opResult, error) {
+	var ids []string
+	for _, o := range ops {
+		if !o.checked {
+			for _, p := range o.events {
+				ids = append(ids, p.ev.ID)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return ops, []opResult{}, nil
+	}
+	known, err := w.ledger.Lookup(ctx, ids)
+	if err != nil {
+		return ops, nil, err
+	}
+	kept := ops[:0:0]
+	skipped := []opResult{}
+	for _, o := range ops {
+		if o.checked || len(known) == 0 {
+			o.checked = true
+			kept = append(kept, o)
+			continue
+		}
+		o.checked = true
+		var rest []*pending
+		var out []settleItem
+		for _, p := range o.events {
+			e, ok := known[p.ev.ID]
+			switch {
+			case !ok:
+				rest = append(rest, p)
+			case e.State == LedgerApplied && e.Seq == p.seq:
+				out = append(out, settleItem{p, verdict{outcome: OutcomeApplied, mauticID: e.MauticID,
+					note: "applied by an earlier delivery of this message"}})
+			case e.State == LedgerApplied:
+				out = append(out, settleItem{p, verdict{outcome: OutcomeDuplicate, mauticID: e.MauticID,
+					note: "event id applied by stream message " + strconv.FormatUint(e.Seq, 10)}})
+			default: // an intent: see callPoints
+				rest = append(rest, p)
+			}
+		}
+		if len(out) == 0 {
+			kept = append(kept, o)
+			continue
+		}
+		o.events = rest
+		if len(rest) > 1 && o.ev.Type == TypeUpsert {
+			o.ev = mergeUpserts(rest)
+		} else if len(rest) == 1 {
+			o.ev = rest[0].ev
+		}
+		skipped = append(skipped, opResult{op: o, skipped: out})
+		if len(rest) > 0 {
+			kept = append(kept, o)
+		}
+	}
+	return kept, skipped, nil
 }
 
 // callSucceeded records a successful call: Mautic is reachable and
@@ -201,9 +281,7 @@ func (w *Worker) call(ctx context.Context, k queueKey, ops []*op) ([]opResult, i
 			return w.mautic.RemoveFromSegment(ctx, ops[0].ev.SegmentID, id)
 		})
 	case stepPoints:
-		return w.callSingle(ctx, ops[0], func(ctx context.Context, id int) (*mautic.Response, error) {
-			return w.mautic.AdjustPoints(ctx, id, ops[0].ev.Delta, "mautic-sync "+ops[0].ev.ID)
-		})
+		return w.callPoints(ctx, ops[0])
 	}
 	return nil, 0, fmt.Errorf("worker: no call for step %d", k.kind)
 }
@@ -220,7 +298,7 @@ func (w *Worker) callContacts(ctx context.Context, kind stepKind, ops []*op) ([]
 	for i, o := range ops {
 		items[i] = o.contactItem()
 		if o.ev.Type == TypeUpsert && o.ignored == nil {
-			o.ignored = ignoredFields(o.ev)
+			o.ignored = ignoredFields(o.ev, w.knownFields())
 		}
 	}
 	call := w.mautic.BatchUpsert
@@ -358,4 +436,47 @@ func (w *Worker) callSingle(ctx context.Context, o *op, f func(context.Context, 
 		return []opResult{finalResult(o, rejected(ae.StatusCode, err.Error()))}, status, nil
 	}
 	return nil, status, err
+}
+
+// callPoints adjusts points exactly once per event id. Points are the one
+// write that is not idempotent, so an intent is recorded in the ledger
+// before the call: an event that finds an intent it did not write, or that
+// lost track of a call that may have reached Mautic, is not applied again
+// and says so (at most once, never twice).
+func (w *Worker) callPoints(ctx context.Context, o *op) ([]opResult, int, error) {
+	p, id := o.events[0], o.contactID()
+	if o.uncertain {
+		return []opResult{finalResult(o, uncertainVerdict(id))}, 0, nil
+	}
+	if !o.intended {
+		prior, created, err := w.ledger.Intend(ctx, o.ev.ID, LedgerEntry{State: LedgerIntent, Seq: p.seq, MauticID: id})
+		if err != nil {
+			return nil, 0, err
+		}
+		if !created {
+			switch {
+			case prior.State == LedgerApplied && prior.Seq == p.seq:
+				return []opResult{finalResult(o, verdict{outcome: OutcomeApplied, mauticID: prior.MauticID, note: "applied by an earlier delivery of this message"})}, 0, nil
+			case prior.State == LedgerApplied:
+				return []opResult{finalResult(o, verdict{outcome: OutcomeDuplicate, mauticID: prior.MauticID,
+					note: "event id applied by stream message " + strconv.FormatUint(prior.Seq, 10)})}, 0, nil
+			default:
+				return []opResult{finalResult(o, uncertainVerdict(id))}, 0, nil
+			}
+		}
+		o.intended = true
+	}
+	res, status, err := w.callSingle(ctx, o, func(ctx context.Context, id int) (*mautic.Response, error) {
+		return w.mautic.AdjustPoints(ctx, id, o.ev.Delta, "mautic-sync "+o.ev.ID)
+	})
+	if err != nil && status == 0 {
+		// No answer: the call may have been applied. Never repeat it.
+		o.uncertain = true
+	}
+	return res, status, err
+}
+
+func uncertainVerdict(id int) verdict {
+	return verdict{outcome: OutcomeDuplicate, mauticID: id, uncertain: true,
+		note: "an earlier attempt to adjust these points was cut off before Mautic's answer; it is not repeated, so the adjustment took effect at most once"}
 }

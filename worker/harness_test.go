@@ -94,11 +94,22 @@ func (h *harness) ensure() jetstream.Consumer {
 	return cons
 }
 
+func (h *harness) ledger() worker.Ledger {
+	h.t.Helper()
+	l, err := queue.OpenLedger(context.Background(), h.js, queue.LedgerOptions{Bucket: "LEDGER", TTL: time.Hour, Create: true})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return jsworker.Ledger(l)
+}
+
 // start runs a worker until stop.
 func (h *harness) start() *worker.Worker {
 	h.t.Helper()
 	cons := h.ensure()
-	w, err := worker.New(jsworker.Source(queue.NewSource(cons)), jsworker.Publisher(queue.NewPublisher(h.js)), h.mc, h.opts)
+	opts := h.opts
+	opts.Ledger = h.ledger()
+	w, err := worker.New(jsworker.Source(queue.NewSource(cons)), jsworker.Publisher(queue.NewPublisher(h.js)), h.mc, opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -105,8 +105,16 @@ func TestMergeUpserts(t *testing.T) {
 
 func TestNumericZeroReported(t *testing.T) {
 	ev := &Event{Type: TypeUpsert, Fields: map[string]any{"score": json.Number("0"), "x": json.Number("0.0"), "s": "0", "ok": json.Number("5"), "t": "zero"}}
-	got := ignoredFields(ev)
+	got := ignoredFields(ev, nil)
 	if len(got) != 3 {
 		t.Errorf("ignoredFields = %v, want score, x and s", got)
+	}
+}
+
+func TestUnknownFieldsReported(t *testing.T) {
+	ev := &Event{Type: TypeUpsert, Fields: map[string]any{"city": "x", "citty": "y"}}
+	got := ignoredFields(ev, map[string]bool{"city": true, "email": true})
+	if len(got) != 1 || got[0].Field != "citty" || got[0].Kind != "unknown_field" {
+		t.Errorf("ignoredFields = %+v", got)
 	}
 }

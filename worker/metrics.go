@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,9 +12,10 @@ import (
 type Metrics struct {
 	events      *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
-	calls       *prometheus.CounterVec
-	callTime    *prometheus.HistogramVec
 	batchSize   *prometheus.HistogramVec
+	stepCalls   *prometheus.CounterVec
+	ignored     *prometheus.CounterVec
+	latency     prometheus.Histogram
 }
 
 // NewMetrics registers the worker's metrics with reg.
@@ -27,37 +27,44 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"type", "outcome"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mautic_sync_dead_letters_total",
-			Help: "Events dead-lettered, by reason.",
+			Help: "Events dead-lettered, by reason (invalid_event, rejected, max_deliveries).",
 		}, []string{"reason"}),
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mautic_sync_mautic_calls_total",
-			Help: "Mautic API calls, by endpoint and HTTP status (0: no response).",
-		}, []string{"endpoint", "status"}),
-		callTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "mautic_sync_mautic_call_duration_seconds",
-			Help:    "Latency of Mautic API calls, by endpoint.",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
-		}, []string{"endpoint"}),
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mautic_sync_batch_items",
-			Help:    "Items per Mautic call, by endpoint.",
+			Help:    "Items per Mautic call, by step endpoint.",
 			Buckets: []float64{1, 2, 5, 10, 25, 50, 100, 150, 200},
 		}, []string{"endpoint"}),
+		stepCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mautic_sync_step_calls_total",
+			Help: "Calls made by the pipeline's steps, by step endpoint and result (ok, error).",
+		}, []string{"endpoint", "result"}),
+		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mautic_sync_ignored_fields_total",
+			Help: "Upsert fields Mautic is known to drop, by reason (numeric_zero, unknown_field).",
+		}, []string{"reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mautic_sync_event_latency_seconds",
+			Help:    "From an event's arrival at the worker to its outcome being stored.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12),
+		}),
 	}
-	reg.MustRegister(m.events, m.deadLetters, m.calls, m.callTime, m.batchSize)
+	reg.MustRegister(m.events, m.deadLetters, m.batchSize, m.stepCalls, m.ignored, m.latency)
 	return m
 }
 
-func (m *Metrics) observeCall(endpoint string, status, items int, d time.Duration) {
+func (m *Metrics) observeCall(endpoint string, status, items int, _ time.Duration) {
 	if m == nil {
 		return
 	}
-	m.calls.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
-	m.callTime.WithLabelValues(endpoint).Observe(d.Seconds())
+	result := "ok"
+	if status == 0 || status >= 300 {
+		result = "error"
+	}
+	m.stepCalls.WithLabelValues(endpoint, result).Inc()
 	m.batchSize.WithLabelValues(endpoint).Observe(float64(items))
 }
 
-func (m *Metrics) observeOutcome(eventType, outcome, reason string) {
+func (m *Metrics) observeOutcome(eventType, outcome, reason string, since time.Duration) {
 	if m == nil {
 		return
 	}
@@ -67,5 +74,15 @@ func (m *Metrics) observeOutcome(eventType, outcome, reason string) {
 	m.events.WithLabelValues(eventType, outcome).Inc()
 	if reason != "" {
 		m.deadLetters.WithLabelValues(reason).Inc()
+	}
+	m.latency.Observe(since.Seconds())
+}
+
+func (m *Metrics) observeIgnored(fields []IgnoredField) {
+	if m == nil {
+		return
+	}
+	for _, f := range fields {
+		m.ignored.WithLabelValues(f.Kind).Inc()
 	}
 }

@@ -79,6 +79,9 @@ type op struct {
 	attempts int
 	// dispatched is set while a call for the op's step runs.
 	dispatched bool
+	// checked: the ledger was consulted. intended: a points intent is
+	// recorded. uncertain: a points call got no answer.
+	checked, intended, uncertain bool
 }
 
 func (o *op) key() queueKey {
@@ -106,7 +109,7 @@ func newOp(head *pending, followers []*pending) *op {
 	o := &op{events: []*pending{head}, ev: head.ev}
 	if head.ev.Type == TypeUpsert {
 		for _, f := range followers {
-			if f.ev == nil || f.ev.Type != TypeUpsert || f.ev.Identity() != head.ev.Identity() {
+			if !o.canMerge(f) {
 				break
 			}
 			o.events = append(o.events, f)
@@ -117,6 +120,21 @@ func newOp(head *pending, followers []*pending) *op {
 	}
 	o.step = firstStep(o.ev)
 	return o
+}
+
+// canMerge reports whether upsert p may join the op's upserts: same
+// contact, and not a second copy of an event id already in it (that one
+// must settle as a duplicate).
+func (o *op) canMerge(p *pending) bool {
+	if p.ev == nil || p.ev.Type != TypeUpsert || o.ev.Type != TypeUpsert || p.ev.Identity() != o.ev.Identity() {
+		return false
+	}
+	for _, e := range o.events {
+		if e.ev.ID == p.ev.ID {
+			return false
+		}
+	}
+	return true
 }
 
 func firstStep(ev *Event) stepKind {
@@ -250,12 +268,17 @@ func (o *op) contactItem() mautic.Contact {
 	return item
 }
 
-// ignoredFields lists the upsert's numeric zeros, which Mautic drops.
-func ignoredFields(ev *Event) []IgnoredField {
+// ignoredFields lists the upsert's fields that Mautic drops silently:
+// aliases it does not know (when the field list is known) and numeric
+// zeros.
+func ignoredFields(ev *Event, known map[string]bool) []IgnoredField {
 	var out []IgnoredField
 	for k, v := range ev.Fields {
-		if isNumericZero(v) {
-			out = append(out, IgnoredField{Field: k, Reason: "Mautic ignores a numeric 0 on create and update (mautic/mautic#15030)"})
+		switch {
+		case known != nil && !known[k]:
+			out = append(out, IgnoredField{Field: k, Kind: "unknown_field", Reason: "Mautic has no contact field with this alias and ignores it"})
+		case isNumericZero(v):
+			out = append(out, IgnoredField{Field: k, Kind: "numeric_zero", Reason: "Mautic ignores a numeric 0 on create and update (mautic/mautic#15030)"})
 		}
 	}
 	slices.SortFunc(out, func(a, b IgnoredField) int { return strings.Compare(a.Field, b.Field) })

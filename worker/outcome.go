@@ -52,22 +52,32 @@ type Result struct {
 	// IgnoredFields lists fields Mautic is known to drop from this event
 	// (numeric 0 on POST/PATCH), so that a producer can see it.
 	IgnoredFields []IgnoredField `json:"ignored_fields,omitempty"`
+	// Uncertain is set on a duplicate whose earlier attempt may or may
+	// not have taken effect (see the delivery guarantees); Note says why.
+	Uncertain bool   `json:"uncertain,omitempty"`
+	Note      string `json:"note,omitempty"`
+	// MauticVersion is Mautic's version as it last reported it.
+	MauticVersion string `json:"mautic_version,omitempty"`
 }
 
 // IgnoredField is a field of an upsert that Mautic did not store.
 type IgnoredField struct {
-	Field  string `json:"field"`
+	Field string `json:"field"`
+	// Kind is numeric_zero or unknown_field.
+	Kind   string `json:"kind"`
 	Reason string `json:"reason"`
 }
 
 // verdict is what became of one event.
 type verdict struct {
-	outcome  string // applied, unchanged, duplicate; "" for a dead letter
-	reason   string // dead-letter reason
-	err      string // dead-letter error line
-	status   int    // Mautic's HTTP status for the item, 0 when no call
-	mauticID int
-	ignored  []IgnoredField
+	outcome   string // applied, unchanged, duplicate; "" for a dead letter
+	reason    string // dead-letter reason
+	err       string // dead-letter error line
+	status    int    // Mautic's HTTP status for the item, 0 when no call
+	mauticID  int
+	ignored   []IgnoredField
+	uncertain bool
+	note      string
 }
 
 func applied(status, id int) verdict {
@@ -95,6 +105,9 @@ func (c outboxConfig) resultMessage(m Message, ev *Event, v verdict, now time.Ti
 		Subject:       m.Subject(),
 		StreamSeq:     m.StreamSeq(),
 		IgnoredFields: v.ignored,
+		Uncertain:     v.uncertain,
+		Note:          v.note,
+		MauticVersion: c.version(),
 	}
 	body, _ := json.Marshal(r) // plain strings and numbers: cannot fail
 	return Outbound{
@@ -131,6 +144,7 @@ func (c outboxConfig) deadLetter(m Message, v verdict, now time.Time) Outbound {
 // outboxConfig names where outcomes go.
 type outboxConfig struct {
 	resultSubject, dlqSubject string
+	version                   func() string // Mautic's version, "" when unknown
 }
 
 // oneLine folds s onto one line of valid UTF-8 of at most n bytes.

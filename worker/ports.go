@@ -58,4 +58,9 @@ type Mautic interface {
 	AddToSegment(ctx context.Context, segmentID int, contactIDs []int) (map[int]bool, *mautic.Response, error)
 	RemoveFromSegment(ctx context.Context, segmentID, contactID int) (*mautic.Response, error)
 	AdjustPoints(ctx context.Context, contactID, delta int, eventName string) (*mautic.Response, error)
+	// ContactFields lists Mautic's contact fields, to report aliases it
+	// would ignore.
+	ContactFields(ctx context.Context) ([]mautic.Field, *mautic.Response, error)
+	// Version is Mautic's version as last reported, "" before any answer.
+	Version() string
 }

@@ -22,6 +22,12 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 			outs[i] = w.out.resultMessage(it.p.msg, it.p.ev, it.v, now)
 		}
 	}
+	applied := map[string]LedgerEntry{}
+	for _, it := range items {
+		if o := it.v.outcome; (o == OutcomeApplied || o == OutcomeUnchanged) && it.p.ev != nil {
+			applied[it.p.ev.ID] = LedgerEntry{State: LedgerApplied, Seq: it.p.seq, MauticID: it.v.mauticID}
+		}
+	}
 	stored := make([]bool, len(items))
 	todo := make([]int, len(items))
 	for i := range todo {
@@ -30,6 +36,15 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 	b := retry.WithCappedDuration(w.opts.RetryMax, retry.WithJitterPercent(20, retry.NewExponential(w.opts.RetryMin)))
 	logged := false
 	_ = retry.Do(ctx, b, func(ctx context.Context) error {
+		if len(applied) > 0 {
+			// Recorded before the outcome and the ack: a message redelivered
+			// after a crash finds it and is not applied again.
+			if err := w.ledger.Record(ctx, applied); err != nil {
+				w.log.Warn("ledger write failed; retrying, inputs stay unacknowledged", zap.Error(err))
+				return retry.RetryableError(err)
+			}
+			applied = nil
+		}
 		batch := make([]Outbound, len(todo))
 		for j, i := range todo {
 			batch[j] = outs[i]
@@ -106,7 +121,8 @@ func (w *Worker) report(it settleItem, now time.Time) {
 		ce.Write(zap.String("subject", s.Subject), zap.Uint64("stream_seq", s.StreamSeq),
 			zap.String("event_id", s.EventID), zap.String("outcome", s.Outcome), zap.Int("mautic_id", s.MauticID))
 	}
-	w.opts.Metrics.observeOutcome(s.EventType, s.Outcome, s.Reason)
+	w.opts.Metrics.observeOutcome(s.EventType, s.Outcome, s.Reason, now.Sub(it.p.arrived))
+	w.opts.Metrics.observeIgnored(it.v.ignored)
 	if w.opts.Observer != nil {
 		w.opts.Observer(s)
 	}

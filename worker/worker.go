@@ -74,9 +74,16 @@ type Options struct {
 	DrainTimeout time.Duration
 	// FetchWait is how long one pull request waits for messages (default 1s).
 	FetchWait time.Duration
+	// FieldsRefresh is how often Mautic's contact field list is read, to
+	// report field aliases Mautic would ignore (default 10m; negative: never).
+	FieldsRefresh time.Duration
 	// ResultSubject and DLQSubject are where outcomes go (defaults
 	// mautic.sync.result and mautic.sync.dlq).
 	ResultSubject, DLQSubject string
+
+	// Ledger remembers applied event ids (exactly-once effect for points,
+	// duplicates skipped). Without one, every delivery is applied.
+	Ledger Ledger
 
 	Logger  *zap.Logger
 	Metrics *Metrics
@@ -119,6 +126,7 @@ func (o *Options) setDefaults() {
 	defDur(&o.RetryMax, 30*time.Second)
 	defDur(&o.DrainTimeout, 25*time.Second)
 	defDur(&o.FetchWait, time.Second)
+	defDur(&o.FieldsRefresh, 10*time.Minute)
 	if o.ResultSubject == "" {
 		o.ResultSubject = "mautic.sync.result"
 	}
@@ -127,6 +135,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
+	}
+	if o.Ledger == nil {
+		o.Ledger = noLedger{}
 	}
 }
 
@@ -159,6 +170,7 @@ type Worker struct {
 	src    Source
 	pub    Publisher
 	mautic Mautic
+	ledger Ledger
 	log    *zap.Logger
 	out    outboxConfig
 	health health
@@ -168,6 +180,8 @@ type Worker struct {
 	// across concurrent calls.
 	lastSuccess atomic.Int64
 	failStreak  atomic.Int64
+	inflight    atomic.Int64
+	fields      atomic.Pointer[map[string]bool]
 
 	// held counts messages received and not yet settled; the fetcher
 	// keeps it at or under MaxHeld.
@@ -187,7 +201,8 @@ func New(src Source, pub Publisher, mc Mautic, opts Options) (*Worker, error) {
 		pub:    pub,
 		mautic: mc,
 		log:    opts.Logger.Named("worker"),
-		out:    outboxConfig{resultSubject: opts.ResultSubject, dlqSubject: opts.DLQSubject},
+		ledger: opts.Ledger,
+		out:    outboxConfig{resultSubject: opts.ResultSubject, dlqSubject: opts.DLQSubject, version: mc.Version},
 		gate:   newGate(),
 		freed:  make(chan struct{}, 1),
 	}, nil
@@ -231,6 +246,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	c := newCoordinator(w)
 	g.Go(func() error { return c.run(gctx, in) })
+	if w.opts.FieldsRefresh > 0 {
+		g.Go(func() error { w.refreshFields(gctx); return nil })
+	}
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
@@ -340,3 +358,44 @@ func (h *health) ready() (bool, string) {
 	}
 	return false, strings.Join(reasons, "; ")
 }
+
+// refreshFields keeps Mautic's field list fresh until ctx ends. Failures
+// are logged and leave the last list in place.
+func (w *Worker) refreshFields(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fctx, cancel := context.WithTimeout(ctx, time.Minute)
+		fields, _, err := w.mautic.ContactFields(fctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Debug("reading Mautic's field list failed", zap.Error(err))
+			}
+			t.Reset(min(w.opts.FieldsRefresh, time.Minute))
+			continue
+		}
+		known := make(map[string]bool, len(fields))
+		for _, f := range fields {
+			known[f.Alias] = true
+		}
+		w.fields.Store(&known)
+		t.Reset(w.opts.FieldsRefresh)
+	}
+}
+
+// knownFields returns Mautic's field aliases, nil until read.
+func (w *Worker) knownFields() map[string]bool {
+	if p := w.fields.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// InFlight is the number of Mautic calls running.
+func (w *Worker) InFlight() int { return int(w.inflight.Load()) }

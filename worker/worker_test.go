@@ -295,8 +295,10 @@ func TestInvalidEventsDeadLetteredByteForByte(t *testing.T) {
 			t.Errorf("seq %d: Failed-At: %v", seq, err)
 		}
 	}
-	if n := h.fake.RequestCount(); n != 0 {
-		t.Errorf("%d Mautic requests for invalid events, want 0", n)
+	for _, r := range h.fake.Requests() {
+		if r.Path != "/api/fields/contact" {
+			t.Errorf("Mautic request %s %s for invalid events, want none", r.Method, r.Path)
+		}
 	}
 }
 

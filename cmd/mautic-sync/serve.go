@@ -49,13 +49,23 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 	if err != nil {
 		return err
 	}
-	mc, err := newMauticClient(cfg.Mautic)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ledger, err := queue.OpenLedger(ctx, js, queue.LedgerOptions{Bucket: cfg.Ledger.Bucket, TTL: cfg.Ledger.TTL, Create: cfg.CreateStreams})
+	if err != nil {
+		return err
+	}
+	var store mautic.TokenStore
+	if cfg.Mautic.AuthMode() == "refresh_token" {
+		if store, err = queue.OpenTokenStore(ctx, js, cfg.Mautic.TokenBucket, cfg.Mautic.ClientID, cfg.CreateStreams); err != nil {
+			return err
+		}
+	}
+	mc, err := newMauticClient(cfg.Mautic, store, mauticObserver(reg))
 	if err != nil {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w, err := worker.New(jsworker.Source(queue.NewSource(cons)), jsworker.Publisher(queue.NewPublisher(js)), mc, worker.Options{
 		BatchSize:     cfg.Batch.Size,
 		Linger:        cfg.Batch.Linger,
@@ -68,6 +78,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 		DrainTimeout:  cfg.Worker.DrainTimeout,
 		ResultSubject: cfg.Outcomes.ResultSubject,
 		DLQSubject:    cfg.Outcomes.DLQSubject,
+		Ledger:        jsworker.Ledger(ledger),
 		Logger:        log,
 		Metrics:       worker.NewMetrics(reg),
 		Observer:      observer,
@@ -75,11 +86,13 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 	if err != nil {
 		return err
 	}
+	registerStateMetrics(reg, w, mc, cons)
 
 	log.Info("mautic-sync started",
 		zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("stream", cfg.Stream.Name),
 		zap.String("consumer", cfg.Consumer.Name), zap.String("mautic", mautic.RedactedURL(cfg.Mautic.URL)),
-		zap.String("http", cfg.HTTP.Addr), zap.String("version", version()))
+		zap.String("http", cfg.HTTP.Addr), zap.String("version", version()),
+		zap.String("mautic_auth", cfg.Mautic.AuthMode()), zap.Int("mautic_rate_budget", cfg.Mautic.RateLimit))
 
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.HTTP.Addr != "" {
@@ -128,12 +141,23 @@ func topology(cfg config.Config) queue.Topology {
 	}
 }
 
-func newMauticClient(m config.Mautic) (*mautic.Client, error) {
+// newMauticClient builds the client for the configured auth mode; store
+// is needed in refresh-token mode only.
+func newMauticClient(m config.Mautic, store mautic.TokenStore, observe func(mautic.Call)) (*mautic.Client, error) {
 	opts := []mautic.Option{mautic.WithTimeout(m.Timeout), mautic.WithUserAgent(m.UserAgent + "/" + version())}
-	if m.UsesOAuth() {
+	if observe != nil {
+		opts = append(opts, mautic.WithObserver(observe))
+	}
+	switch m.AuthMode() {
+	case "refresh_token":
+		opts = append(opts, mautic.WithRefreshToken(m.ClientID, m.ClientSecret, m.RefreshToken, store))
+	case "client_credentials":
 		opts = append(opts, mautic.WithClientCredentials(m.ClientID, m.ClientSecret))
-	} else {
+	default:
 		opts = append(opts, mautic.WithBasicAuth(m.Username, m.Password))
+	}
+	if m.RateLimit > 0 {
+		opts = append(opts, mautic.WithRateBudget(m.RateLimit, m.RateWindow))
 	}
 	return mautic.NewClient(m.URL, opts...)
 }

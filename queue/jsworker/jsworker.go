@@ -33,3 +33,42 @@ func (a publisher) Publish(ctx context.Context, msgs []worker.Outbound) []error 
 	}
 	return a.p.Publish(ctx, out)
 }
+
+// Ledger adapts a queue.Ledger to worker.Ledger.
+func Ledger(l *queue.Ledger) worker.Ledger { return ledger{l} }
+
+type ledger struct{ l *queue.Ledger }
+
+func (a ledger) Lookup(ctx context.Context, ids []string) (map[string]worker.LedgerEntry, error) {
+	raw, err := a.l.Get(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]worker.LedgerEntry, len(raw))
+	for id, v := range raw {
+		if e, err := worker.ParseLedgerEntry(v); err == nil {
+			out[id] = e
+		}
+	}
+	return out, nil
+}
+
+func (a ledger) Intend(ctx context.Context, id string, e worker.LedgerEntry) (worker.LedgerEntry, bool, error) {
+	prior, created, err := a.l.Create(ctx, id, e.String())
+	if err != nil || created {
+		return worker.LedgerEntry{}, created, err
+	}
+	pe, perr := worker.ParseLedgerEntry(prior)
+	if perr != nil {
+		return worker.LedgerEntry{}, false, perr
+	}
+	return pe, false, nil
+}
+
+func (a ledger) Record(ctx context.Context, entries map[string]worker.LedgerEntry) error {
+	vals := make(map[string]string, len(entries))
+	for id, e := range entries {
+		vals[id] = e.String()
+	}
+	return a.l.Put(ctx, vals)
+}
