@@ -43,8 +43,9 @@ func finalResult(o *op, v verdict) opResult { return opResult{op: o, final: &v} 
 // Mautic counts as down and fetching pauses.
 const outageAfter = 3
 
-// isolateAfter is the number of failed attempts of one call, while other
-// calls succeed, after which its items are tried apart.
+// isolateAfter is the number of failed attempts of one call after which
+// its items are tried apart (and a lone item, while other calls succeed,
+// counts as failed by its own fault).
 const isolateAfter = 2
 
 // execute runs one call for ops and returns one result per op. A call that
@@ -52,86 +53,147 @@ const isolateAfter = 2
 // exponential backoff and jitter while the messages are held alive, and
 // fetching pauses while the fault is systemic (an outage, refused
 // credentials). A used-up rate limit hands the messages back until the
-// window resets. A call that keeps failing while other calls succeed is
-// split, so that one bad item cannot hold up the others; alone, it fails
-// as its own event's fault.
+// window resets. A batch that keeps failing is split to find the item at
+// fault, so that one bad item cannot hold up the others; alone, it fails
+// as its own event's fault once other calls are seen to succeed.
 func (w *Worker) execute(ctx context.Context, k queueKey, ops []*op) []opResult {
+	var skipped []opResult
+	err := retry.Do(ctx, w.backoff(), func(ctx context.Context) error {
+		var err error
+		if ops, skipped, err = w.checkLedger(ctx, ops); err != nil {
+			w.log.Warn("ledger lookup failed; retrying", zap.Error(err))
+			return retry.RetryableError(err)
+		}
+		return nil
+	})
+	if err != nil {
+		return abandon(ops)
+	}
+	if len(ops) == 0 {
+		return skipped
+	}
+	return append(skipped, w.run(ctx, k, ops, false)...)
+}
+
+func (w *Worker) backoff() retry.Backoff {
+	return retry.WithCappedDuration(w.opts.RetryMax, retry.WithJitterPercent(20, retry.NewExponential(w.opts.RetryMin)))
+}
+
+// run repeats the call for ops until it is decided. suspect says that a
+// sibling batch just succeeded, so that failures here are the items' own.
+func (w *Worker) run(ctx context.Context, k queueKey, ops []*op, suspect bool) []opResult {
 	var (
 		results    []opResult
-		lastWhy    mautic.Reason
 		firstFail  time.Time
 		failedHere int
 		split      bool
 	)
-	var skipped []opResult
-	b := retry.WithCappedDuration(w.opts.RetryMax, retry.WithJitterPercent(20, retry.NewExponential(w.opts.RetryMin)))
-	err := retry.Do(ctx, b, func(ctx context.Context) error {
-		if skipped == nil {
-			var err error
-			if ops, skipped, err = w.checkLedger(ctx, ops); err != nil {
-				w.log.Warn("ledger lookup failed; retrying", zap.Error(err))
-				return retry.RetryableError(err)
-			}
-			if len(ops) == 0 {
-				return nil
-			}
-		}
-		start := time.Now()
-		res, status, err := w.call(ctx, k, ops)
-		w.opts.Metrics.observeCall(k.kind.endpoint(), status, len(ops), time.Since(start))
+	err := retry.Do(ctx, w.backoff(), func(ctx context.Context) error {
+		res, err := w.attempt(ctx, k, ops)
 		if err == nil {
-			w.callSucceeded(lastWhy != "")
 			results = res
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		action, why := mautic.Classify(err)
-		var rl *mautic.RateLimitError
-		switch {
-		case action == mautic.Reject:
-			w.callSucceeded(false) // Mautic answered: it is up
-			results = rejectAll(ops, err)
-			return nil
-		case errors.As(err, &rl) && !rl.Reset.IsZero():
-			w.gate.close(PauseRateLimited, err.Error(), rl.Reset)
-			results = handBack(ops, time.Until(rl.Reset), true, err.Error())
 			return nil
 		}
 		if firstFail.IsZero() {
 			firstFail = time.Now()
 		}
 		failedHere++
-		w.callFailed(action, why, err)
-		if why != lastWhy {
-			w.log.Warn("Mautic call failed; retrying (no event is failed for this)",
-				zap.String("endpoint", k.kind.endpoint()), zap.String("reason", string(why)),
-				zap.String("action", action.String()), zap.Int("items", len(ops)), zap.Error(err))
-			lastWhy = why
-		}
-		if action == mautic.Retry && failedHere >= isolateAfter && w.succeededSince(firstFail) {
-			split = true // others get through: this call's content is at fault
-			results = nil
-			if len(ops) == 1 {
-				results = handBack(ops, 0, false, err.Error())
+		if action, _ := mautic.Classify(err); action == mautic.Retry && failedHere >= isolateAfter {
+			switch {
+			case len(ops) > 1:
+				split = true // it may be one item's fault: try the halves apart
+				return nil
+			case suspect || w.succeededSince(firstFail) || w.probe(ctx):
+				results = handBack(ops, 0, false, err.Error()) // Mautic works: this item is at fault
+				return nil
 			}
-			return nil
 		}
 		return retry.RetryableError(err)
 	})
 	switch {
 	case err != nil: // only the context ends the retries
-		results = make([]opResult, len(ops))
-		for i, o := range ops {
-			results[i] = opResult{op: o, abandoned: true}
-		}
-	case split && len(ops) > 1:
-		h := len(ops) / 2
-		w.log.Info("isolating a failing batch", zap.String("endpoint", k.kind.endpoint()), zap.Int("items", len(ops)))
-		results = append(w.execute(ctx, k, ops[:h]), w.execute(ctx, k, ops[h:])...)
+		return abandon(ops)
+	case split:
+		return w.isolate(ctx, k, ops)
 	}
-	return append(skipped, results...)
+	return results
+}
+
+// isolate finds the items at fault in a failing batch: it tries one half
+// once; when that succeeds, the other half holds the culprit; when both
+// halves fail, Mautic is probably down, and it waits and tries again.
+// There is never more than one call in flight for the batch.
+func (w *Worker) isolate(ctx context.Context, k queueKey, ops []*op) []opResult {
+	w.log.Info("isolating a failing batch", zap.String("endpoint", k.kind.endpoint()), zap.Int("items", len(ops)))
+	h := len(ops) / 2
+	b := w.backoff()
+	for {
+		for _, pair := range [][2][]*op{{ops[h:], ops[:h]}, {ops[:h], ops[h:]}} {
+			res, err := w.attempt(ctx, k, pair[0])
+			if ctx.Err() != nil {
+				return abandon(ops)
+			}
+			if err == nil {
+				return append(res, w.run(ctx, k, pair[1], true)...)
+			}
+		}
+		d, _ := b.Next()
+		select {
+		case <-ctx.Done():
+			return abandon(ops)
+		case <-time.After(d):
+		}
+	}
+}
+
+// attempt makes one call and decides what it can: results for every op
+// when Mautic answered (success, a refusal of the whole call, a used-up
+// rate limit), or the error of a call to repeat.
+func (w *Worker) attempt(ctx context.Context, k queueKey, ops []*op) ([]opResult, error) {
+	start := time.Now()
+	res, status, err := w.call(ctx, k, ops)
+	w.opts.Metrics.observeCall(k.kind.endpoint(), status, len(ops), time.Since(start))
+	if err == nil {
+		w.callSucceeded()
+		return res, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	action, why := mautic.Classify(err)
+	var rl *mautic.RateLimitError
+	switch {
+	case action == mautic.Reject:
+		w.callSucceeded() // Mautic answered: it is up
+		return rejectAll(ops, err), nil
+	case errors.As(err, &rl) && !rl.Reset.IsZero():
+		w.gate.close(PauseRateLimited, err.Error(), rl.Reset)
+		return handBack(ops, time.Until(rl.Reset), true, err.Error()), nil
+	}
+	w.callFailed(action, why, err, k, len(ops))
+	return nil, err
+}
+
+// probe asks Mautic something harmless (its field list) to tell an outage
+// from an item that Mautic fails on: true when Mautic answers.
+func (w *Worker) probe(ctx context.Context) bool {
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	fields, _, err := w.mautic.ContactFields(pctx)
+	if err != nil {
+		return false
+	}
+	w.storeFields(fields)
+	w.callSucceeded()
+	return true
+}
+
+func abandon(ops []*op) []opResult {
+	out := make([]opResult, len(ops))
+	for i, o := range ops {
+		out[i] = opResult{op: o, abandoned: true}
+	}
+	return out
 }
 
 // checkLedger takes out of ops the events the ledger knows took effect:
@@ -201,9 +263,10 @@ func (w *Worker) checkLedger(ctx context.Context, ops []*op) ([]*op, []opResult,
 
 // callSucceeded records a successful call: Mautic is reachable and
 // accepts the credentials.
-func (w *Worker) callSucceeded(recovered bool) {
+func (w *Worker) callSucceeded() {
 	w.lastSuccess.Store(time.Now().UnixNano())
-	if w.failStreak.Swap(0) > 0 || recovered {
+	if w.failStreak.Swap(0) > 0 {
+		w.lastWhy.Store("")
 		for _, c := range []string{PauseOutage, PauseAuth, PauseAPIDisabled, PauseBadURL} {
 			w.gate.open(c)
 		}
@@ -211,9 +274,14 @@ func (w *Worker) callSucceeded(recovered bool) {
 	}
 }
 
-// callFailed records a failed call and pauses fetching while the fault is
-// systemic.
-func (w *Worker) callFailed(action mautic.Action, why mautic.Reason, err error) {
+// callFailed records a failed call, logs a new kind of failure once, and
+// pauses fetching while the fault is systemic.
+func (w *Worker) callFailed(action mautic.Action, why mautic.Reason, err error, k queueKey, items int) {
+	if prev := w.lastWhy.Swap(string(why)); prev != string(why) {
+		w.log.Warn("Mautic call failed; retrying (no event is failed for this)",
+			zap.String("endpoint", k.kind.endpoint()), zap.String("reason", string(why)),
+			zap.String("action", action.String()), zap.Int("items", items), zap.Error(err))
+	}
 	streak := w.failStreak.Add(1)
 	switch {
 	case action == mautic.Pause && why == mautic.ReasonAPIDisabled:

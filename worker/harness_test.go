@@ -293,6 +293,16 @@ func byEventID(t *testing.T, rs []resultMsg) map[string]resultMsg {
 	return out
 }
 
+// budget replaces the client with one that keeps a client-side budget.
+func (h *harness) budget(limit int, window time.Duration) {
+	h.t.Helper()
+	mc, err := mautic.NewClient(h.fake.URL(), mautic.WithBasicAuth("api", "test-password"), mautic.WithRateBudget(limit, window))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.mc = mc
+}
+
 func mautictestLatency(perCall time.Duration) []mautictest.Option {
 	return []mautictest.Option{mautictest.WithLatency(perCall, 0)}
 }

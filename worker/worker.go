@@ -38,6 +38,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/mautic-sync/mautic-sync/mautic"
 )
 
 // handBackDelay is the redelivery delay of messages handed back on
@@ -181,6 +183,7 @@ type Worker struct {
 	lastSuccess atomic.Int64
 	failStreak  atomic.Int64
 	inflight    atomic.Int64
+	lastWhy     atomic.Value // string: the reason of the last failed call, logged once
 	fields      atomic.Pointer[map[string]bool]
 
 	// held counts messages received and not yet settled; the fetcher
@@ -380,13 +383,17 @@ func (w *Worker) refreshFields(ctx context.Context) {
 			t.Reset(min(w.opts.FieldsRefresh, time.Minute))
 			continue
 		}
-		known := make(map[string]bool, len(fields))
-		for _, f := range fields {
-			known[f.Alias] = true
-		}
-		w.fields.Store(&known)
+		w.storeFields(fields)
 		t.Reset(w.opts.FieldsRefresh)
 	}
+}
+
+func (w *Worker) storeFields(fields []mautic.Field) {
+	known := make(map[string]bool, len(fields))
+	for _, f := range fields {
+		known[f.Alias] = true
+	}
+	w.fields.Store(&known)
 }
 
 // knownFields returns Mautic's field aliases, nil until read.
