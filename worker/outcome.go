@@ -123,6 +123,9 @@ func (c outboxConfig) resultMessage(m Message, ev *Event, v verdict, now time.Ti
 func (c outboxConfig) deadLetter(m Message, v verdict, now time.Time) Outbound {
 	h := make(map[string][]string, len(m.Header())+8)
 	for k, vals := range m.Header() {
+		if publishDirective(k) {
+			continue
+		}
 		h[k] = append([]string(nil), vals...)
 	}
 	seq := strconv.FormatUint(m.StreamSeq(), 10)
@@ -139,6 +142,14 @@ func (c outboxConfig) deadLetter(m Message, v verdict, now time.Time) Outbound {
 	h[HeaderFailedAt] = []string{now.UTC().Format(time.RFC3339)}
 	delete(h, headerMsgID) // replaced by the publisher's dlq-<seq>
 	return Outbound{Subject: c.dlqSubject, MsgID: "dlq-" + seq, Header: h, Data: m.Data()}
+}
+
+// publishDirective reports headers that instruct JetStream at publish
+// time (expected stream or sequence, roll-ups, per-message TTL): copied into
+// a dead letter they would make its publish fail or misbehave.
+func publishDirective(h string) bool {
+	h = strings.ToLower(h)
+	return strings.HasPrefix(h, "nats-expected-") || h == "nats-rollup" || h == "nats-ttl"
 }
 
 // outboxConfig names where outcomes go.

@@ -257,7 +257,8 @@ func TestInvalidEventsDeadLetteredByteForByte(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seq := h.publish("mautic.contacts.bad", b, "X-Producer", "test-suite", "Nats-Msg-Id", filepath.Base(f))
+		seq := h.publish("mautic.contacts.bad", b, "X-Producer", "test-suite", "Nats-Msg-Id", filepath.Base(f),
+			"Nats-Expected-Stream", "MAUTIC_CONTACTS")
 		bodies[seq] = b
 	}
 	h.start()
@@ -282,6 +283,7 @@ func TestInvalidEventsDeadLetteredByteForByte(t *testing.T) {
 			worker.HeaderDeliveries: "1",
 			"X-Producer":            "test-suite",
 			"Nats-Msg-Id":           "dlq-" + strconv.FormatUint(seq, 10),
+			"Nats-Expected-Stream":  "", // a publish directive, not copied
 		}
 		for k, v := range checks {
 			if got := m.Header.Get(k); got != v {

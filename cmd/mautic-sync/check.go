@@ -184,7 +184,7 @@ type report struct {
 	failed int
 }
 
-func (r *report) ok(what, detail string) { r.line("ok  ", what, detail) }
+func (r *report) ok(what, detail string)   { r.line("ok  ", what, detail) }
 func (r *report) warn(what, detail string) { r.line("warn", what, detail) }
 func (r *report) fail(what, detail string) {
 	r.failed++

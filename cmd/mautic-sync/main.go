@@ -53,6 +53,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdDev(ctx, args, stdout, stderr)
 	case "env":
 		return cmdEnv(stdout)
+	case "check":
+		return cmdCheck(ctx, args, stdout, stderr)
+	case "provision":
+		return cmdProvision(ctx, args, stdout, stderr)
+	case "dlq":
+		return cmdDLQ(ctx, args, os.Stdin, stdout, stderr)
+	case "publish":
+		return cmdPublish(ctx, args, os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "mautic-sync", version())
 		return exitOK
@@ -75,6 +83,12 @@ Commands:
   dev       run the real service on an embedded NATS server and a built-in
             Mautic fake, publish sample events and print every outcome
   env       list every setting (environment variable) with its default
+  check     verify Mautic before going live: reachable, credentials, API on,
+            version, rate-limit headroom, field aliases of sample events
+  provision create or update the streams and the consumer from the settings
+            (--dry-run shows the difference and changes nothing)
+  dlq       list, show and redrive dead letters: dlq list|show|redrive
+  publish   check an event against the contract and publish it (for producers)
   version   print the version
 
 Run 'mautic-sync <command> -h' for a command's flags.
