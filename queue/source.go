@@ -79,3 +79,45 @@ func (m *Message) Nak(_ context.Context, delay time.Duration) error {
 
 // InProgress resets its AckWait.
 func (m *Message) InProgress(context.Context) error { return m.msg.InProgress() }
+
+// StoredMsg is a message read from the stream, not delivered.
+type StoredMsg struct {
+	Seq     uint64
+	Subject string
+	Data    []byte
+}
+
+// Unacked reads the input messages that may still await acknowledgement
+// from an earlier consumer instance: those after the consumer's ack floor
+// up to the last one it delivered (at most limit of them). Some of them may
+// have been acknowledged individually; the caller cannot tell which until
+// they are redelivered or AckWait has passed.
+func Unacked(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, limit int) ([]StoredMsg, error) {
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: consumer info: %w", err)
+	}
+	if info.NumAckPending == 0 {
+		return nil, nil
+	}
+	stream, err := js.Stream(ctx, info.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", info.Stream, err)
+	}
+	first, last := info.AckFloor.Stream+1, info.Delivered.Stream
+	if last >= first && last-first >= uint64(limit) {
+		last = first + uint64(limit) - 1
+	}
+	var out []StoredMsg
+	for seq := first; seq <= last; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("queue: read message %d: %w", seq, err)
+		}
+		out = append(out, StoredMsg{Seq: seq, Subject: m.Subject, Data: m.Data})
+	}
+	return out, nil
+}

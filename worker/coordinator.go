@@ -152,6 +152,55 @@ func (c *coordinator) run(ctx context.Context, in <-chan Message) error {
 	}
 }
 
+// maxRecover bounds the messages read at start to rebuild order.
+const maxRecover = 20000
+
+// recover places ghosts for the messages an earlier worker may have left
+// unacknowledged, so that newer messages of their contacts wait for their
+// redelivery (at most AckWait) instead of overtaking them. Messages the
+// ledger shows applied need no ghost: their redelivery changes nothing.
+func (c *coordinator) recover(ctx context.Context) {
+	if c.opts.Recovery == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	msgs, err := c.opts.Recovery.Unacked(rctx, maxRecover)
+	if err != nil {
+		c.log.Warn("reading unacknowledged messages failed; per-contact order across the restart is not guaranteed", zap.Error(err))
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	evs := make([]*Event, len(msgs))
+	var ids []string
+	for i, m := range msgs {
+		if ev, err := Decode(m.Data); err == nil {
+			evs[i] = ev
+			ids = append(ids, ev.ID)
+		}
+	}
+	applied, err := c.w.ledger.Lookup(rctx, ids)
+	if err != nil {
+		applied = nil
+	}
+	until := time.Now().Add(c.opts.AckWait + 5*time.Second)
+	for i, m := range msgs {
+		ev := evs[i]
+		if ev == nil {
+			continue // invalid: it has no lane
+		}
+		if e, ok := applied[ev.ID]; ok && e.State == LedgerApplied && e.Seq == m.Seq {
+			continue
+		}
+		g := &pending{seq: m.Seq, ev: ev, keys: laneKeys(m.Subject, ev), ghostUntil: until}
+		c.lanes.add(g)
+		c.ghosts[m.Seq] = g
+	}
+	c.log.Info("waiting for the redelivery of messages an earlier worker left unacknowledged",
+		zap.Int("messages", len(c.ghosts)), zap.Duration("at_most", time.Until(until)))
+}
+
 // accept takes in one delivered message.
 func (c *coordinator) accept(m Message, now time.Time) {
 	seq := m.StreamSeq()

@@ -64,3 +64,18 @@ type Mautic interface {
 	// Version is Mautic's version as last reported, "" before any answer.
 	Version() string
 }
+
+// Recovery lists the input messages that an earlier worker may have left
+// unacknowledged (it died holding them). Their redeliveries can arrive
+// after newer messages of the same contacts; the worker keeps those waiting
+// until the older ones are back or can no longer come.
+type Recovery interface {
+	Unacked(ctx context.Context, limit int) ([]StoredMessage, error)
+}
+
+// StoredMessage is an input message read from the stream.
+type StoredMessage struct {
+	Seq     uint64
+	Subject string
+	Data    []byte
+}

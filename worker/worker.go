@@ -83,6 +83,10 @@ type Options struct {
 	// mautic.sync.result and mautic.sync.dlq).
 	ResultSubject, DLQSubject string
 
+	// Recovery, when set, is asked at start for the messages an earlier
+	// worker left unacknowledged, to keep per-contact order across a crash.
+	Recovery Recovery
+
 	// Ledger remembers applied event ids (exactly-once effect for points,
 	// duplicates skipped). Without one, every delivery is applied.
 	Ledger Ledger
@@ -248,6 +252,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return w.fetch(gctx, in)
 	})
 	c := newCoordinator(w)
+	c.recover(ctx)
 	g.Go(func() error { return c.run(gctx, in) })
 	if w.opts.FieldsRefresh > 0 {
 		g.Go(func() error { w.refreshFields(gctx); return nil })

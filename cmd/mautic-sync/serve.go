@@ -79,6 +79,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 		ResultSubject: cfg.Outcomes.ResultSubject,
 		DLQSubject:    cfg.Outcomes.DLQSubject,
 		Ledger:        jsworker.Ledger(ledger),
+		Recovery:      jsworker.Recovery(js, cons),
 		Logger:        log,
 		Metrics:       worker.NewMetrics(reg),
 		Observer:      observer,

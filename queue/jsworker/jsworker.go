@@ -8,6 +8,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/mautic-sync/mautic-sync/queue"
 	"github.com/mautic-sync/mautic-sync/worker"
 )
@@ -71,4 +73,24 @@ func (a ledger) Record(ctx context.Context, entries map[string]worker.LedgerEntr
 		vals[id] = e.String()
 	}
 	return a.l.Put(ctx, vals)
+}
+
+// Recovery lists the messages an earlier worker may have left
+// unacknowledged on the consumer.
+func Recovery(js jetstream.JetStream, cons jetstream.Consumer) worker.Recovery {
+	return recovery{js: js, cons: cons}
+}
+
+type recovery struct {
+	js   jetstream.JetStream
+	cons jetstream.Consumer
+}
+
+func (r recovery) Unacked(ctx context.Context, limit int) ([]worker.StoredMessage, error) {
+	msgs, err := queue.Unacked(ctx, r.js, r.cons, limit)
+	out := make([]worker.StoredMessage, len(msgs))
+	for i, m := range msgs {
+		out[i] = worker.StoredMessage(m)
+	}
+	return out, err
 }
