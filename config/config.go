@@ -101,11 +101,13 @@ type Batch struct {
 
 // Worker configures the pipeline.
 type Worker struct {
-	Concurrency   int           `env:"WORKER_CONCURRENCY" default:"4" desc:"Mautic calls in flight at once"`
-	MaxDeliveries int           `env:"WORKER_MAX_DELIVERIES" default:"10" desc:"deliveries of one event before a recurring per-event failure is dead-lettered"`
-	RetryMin      time.Duration `env:"WORKER_RETRY_MIN" default:"500ms" desc:"first retry delay after a transient Mautic failure"`
-	RetryMax      time.Duration `env:"WORKER_RETRY_MAX" default:"30s" desc:"longest retry delay (exponential backoff with jitter is capped here)"`
-	DrainTimeout  time.Duration `env:"WORKER_DRAIN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight work may finish before the rest is handed back (nak)"`
+	Concurrency    int           `env:"WORKER_CONCURRENCY" default:"0" desc:"Mautic calls in flight at once; 0 adapts it between the bounds below (up while calls succeed and work waits, down on 429s, 5xx and timeouts)"`
+	MinConcurrency int           `env:"WORKER_MIN_CONCURRENCY" default:"1" desc:"lower bound of the adaptive concurrency"`
+	MaxConcurrency int           `env:"WORKER_MAX_CONCURRENCY" default:"16" desc:"upper bound of the adaptive concurrency"`
+	MaxDeliveries  int           `env:"WORKER_MAX_DELIVERIES" default:"10" desc:"deliveries of one event before a recurring per-event failure is dead-lettered"`
+	RetryMin       time.Duration `env:"WORKER_RETRY_MIN" default:"500ms" desc:"first retry delay after a transient Mautic failure"`
+	RetryMax       time.Duration `env:"WORKER_RETRY_MAX" default:"30s" desc:"longest retry delay (exponential backoff with jitter is capped here)"`
+	DrainTimeout   time.Duration `env:"WORKER_DRAIN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight work may finish before the rest is handed back (nak)"`
 }
 
 // HTTP configures the health and metrics server.

@@ -66,7 +66,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	t.Setenv("MAUTIC_PASSWORD", "")
 	t.Setenv("BATCH_SIZE", "abc")
 	t.Setenv("BATCH_LINGER", "soon")
-	t.Setenv("WORKER_CONCURRENCY", "0")
+	t.Setenv("WORKER_CONCURRENCY", "-1")
 	t.Setenv("RESULT_SUBJECT", "mautic.contacts.results")
 	t.Setenv("LOG_LEVEL", "loud")
 
@@ -93,7 +93,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		"MAUTIC_URL uses plain http",
 		"MAUTIC_PASSWORD is not set",
 		"BATCH_SIZE must be between 1 and 200",
-		"WORKER_CONCURRENCY must be at least 1",
+		"WORKER_CONCURRENCY must be 0 (adaptive) or more",
 		`RESULT_SUBJECT="mautic.contacts.results" is captured by the input stream`,
 		`LOG_LEVEL="loud"`,
 	} {

@@ -49,8 +49,11 @@ func (c Config) Validate() error {
 	if c.Batch.Linger <= 0 {
 		add("BATCH_LINGER must be positive, got %s", c.Batch.Linger)
 	}
-	if c.Worker.Concurrency < 1 {
-		add("WORKER_CONCURRENCY must be at least 1, got %d", c.Worker.Concurrency)
+	if c.Worker.Concurrency < 0 {
+		add("WORKER_CONCURRENCY must be 0 (adaptive) or more, got %d", c.Worker.Concurrency)
+	}
+	if c.Worker.MinConcurrency < 1 || c.Worker.MaxConcurrency < c.Worker.MinConcurrency {
+		add("WORKER_MIN_CONCURRENCY (%d) and WORKER_MAX_CONCURRENCY (%d) must satisfy 1 <= min <= max", c.Worker.MinConcurrency, c.Worker.MaxConcurrency)
 	}
 	if c.Worker.MaxDeliveries < 1 {
 		add("WORKER_MAX_DELIVERIES must be at least 1, got %d", c.Worker.MaxDeliveries)

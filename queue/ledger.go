@@ -128,3 +128,11 @@ func (l *Ledger) Put(ctx context.Context, values map[string]string) error {
 	}
 	return g.Wait()
 }
+
+// Delete removes an id's value.
+func (l *Ledger) Delete(ctx context.Context, id string) error {
+	if err := l.kv.Delete(ctx, ledgerKey(id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("queue: ledger delete: %w", err)
+	}
+	return nil
+}

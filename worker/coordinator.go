@@ -324,7 +324,7 @@ func (c *coordinator) dispatch(now time.Time) {
 	if c.draining || c.w.gate.has(PauseRateLimited) {
 		return // a used-up rate limit: no call until it resets
 	}
-	for c.inflight < c.opts.Concurrency {
+	for {
 		var best *stepQueue
 		var bestKey queueKey
 		for k, q := range c.queues {
@@ -337,6 +337,10 @@ func (c *coordinator) dispatch(now time.Time) {
 			}
 		}
 		if best == nil {
+			return
+		}
+		if c.inflight >= c.w.conc.current() {
+			c.w.conc.waiting()
 			return
 		}
 		n := min(len(best.ops), bestKey.kind.limit(c.opts.BatchSize))

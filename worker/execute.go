@@ -167,6 +167,9 @@ func (w *Worker) attempt(ctx context.Context, k queueKey, ops []*op) ([]opResult
 		w.callSucceeded() // Mautic answered: it is up
 		return rejectAll(ops, err), nil
 	case errors.As(err, &rl) && !rl.Reset.IsZero():
+		if !rl.Local {
+			w.conc.overloaded()
+		}
 		w.gate.close(PauseRateLimited, err.Error(), rl.Reset)
 		return handBack(ops, time.Until(rl.Reset), true, err.Error()), nil
 	}
@@ -265,6 +268,7 @@ func (w *Worker) checkLedger(ctx context.Context, ops []*op) ([]*op, []opResult,
 // accepts the credentials.
 func (w *Worker) callSucceeded() {
 	w.lastSuccess.Store(time.Now().UnixNano())
+	w.conc.succeeded()
 	if w.failStreak.Swap(0) > 0 {
 		w.lastWhy.Store("")
 		for _, c := range []string{PauseOutage, PauseAuth, PauseAPIDisabled, PauseBadURL} {
@@ -283,6 +287,9 @@ func (w *Worker) callFailed(action mautic.Action, why mautic.Reason, err error, 
 			zap.String("action", action.String()), zap.Int("items", items), zap.Error(err))
 	}
 	streak := w.failStreak.Add(1)
+	if why == mautic.ReasonServerError || why == mautic.ReasonTransport || why == mautic.ReasonRateLimited {
+		w.conc.overloaded()
+	}
 	switch {
 	case action == mautic.Pause && why == mautic.ReasonAPIDisabled:
 		w.gate.close(PauseAPIDisabled, err.Error(), time.Time{})
@@ -537,9 +544,16 @@ func (w *Worker) callPoints(ctx context.Context, o *op) ([]opResult, int, error)
 	res, status, err := w.callSingle(ctx, o, func(ctx context.Context, id int) (*mautic.Response, error) {
 		return w.mautic.AdjustPoints(ctx, id, o.ev.Delta, "mautic-sync "+o.ev.ID)
 	})
-	if err != nil && status == 0 {
+	switch {
+	case err != nil && status == 0:
 		// No answer: the call may have been applied. Never repeat it.
 		o.uncertain = true
+	case err == nil && len(res) == 1 && res[0].final != nil && res[0].final.deadLetter():
+		// Mautic refused it: nothing was applied, and a later copy of the
+		// event may be.
+		if ferr := w.ledger.Forget(ctx, o.ev.ID); ferr != nil {
+			w.log.Warn("clearing a points intent failed; a later copy of the event will be reported uncertain", zap.Error(ferr))
+		}
 	}
 	return res, status, err
 }

@@ -19,6 +19,8 @@ type Ledger interface {
 	Intend(ctx context.Context, id string, e LedgerEntry) (LedgerEntry, bool, error)
 	// Record stores entries (applied marks), overwriting.
 	Record(ctx context.Context, entries map[string]LedgerEntry) error
+	// Forget removes an id's entry (an intent whose call Mautic refused).
+	Forget(ctx context.Context, id string) error
 }
 
 // Ledger states.
@@ -61,3 +63,4 @@ func (noLedger) Intend(context.Context, string, LedgerEntry) (LedgerEntry, bool,
 	return LedgerEntry{}, true, nil
 }
 func (noLedger) Record(context.Context, map[string]LedgerEntry) error { return nil }
+func (noLedger) Forget(context.Context, string) error                 { return nil }

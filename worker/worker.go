@@ -57,8 +57,13 @@ type Options struct {
 	BatchSize int
 	// Linger is how long a batch waits to fill (default 100ms).
 	Linger time.Duration
-	// Concurrency is the number of Mautic calls in flight (default 4).
+	// Concurrency fixes the number of Mautic calls in flight. 0 (the
+	// default) adapts it between MinConcurrency and MaxConcurrency: up
+	// while calls succeed and work waits, down on 429s, 5xx and timeouts.
 	Concurrency int
+	// MinConcurrency and MaxConcurrency bound the adaptive concurrency
+	// (defaults 1 and 16).
+	MinConcurrency, MaxConcurrency int
 	// MaxHeld is the most messages held unacknowledged (default 2000); set
 	// it to the consumer's MaxAckPending.
 	MaxHeld int
@@ -123,7 +128,8 @@ func (o *Options) setDefaults() {
 		}
 	}
 	def(&o.BatchSize, 200)
-	def(&o.Concurrency, 4)
+	def(&o.MinConcurrency, 1)
+	def(&o.MaxConcurrency, 16)
 	def(&o.MaxHeld, 2000)
 	def(&o.MaxDeliveries, 10)
 	defDur(&o.Linger, 100*time.Millisecond)
@@ -152,8 +158,8 @@ func (o *Options) validate() error {
 	if o.BatchSize < 1 || o.BatchSize > 200 {
 		errs = append(errs, fmt.Errorf("batch size must be 1-200, got %d", o.BatchSize))
 	}
-	if o.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("concurrency must be at least 1, got %d", o.Concurrency))
+	if o.Concurrency < 0 || o.MinConcurrency < 1 || o.MaxConcurrency < o.MinConcurrency {
+		errs = append(errs, fmt.Errorf("concurrency %d (bounds %d..%d): want 0 (adaptive) or more, and 1 <= min <= max", o.Concurrency, o.MinConcurrency, o.MaxConcurrency))
 	}
 	if o.MaxHeld < o.BatchSize {
 		errs = append(errs, fmt.Errorf("max held (%d) must be at least the batch size (%d)", o.MaxHeld, o.BatchSize))
@@ -181,6 +187,7 @@ type Worker struct {
 	out    outboxConfig
 	health health
 	gate   *gate
+	conc   *limiter
 
 	// lastSuccess (unix nanoseconds) and failStreak track Mautic's state
 	// across concurrent calls.
@@ -211,6 +218,7 @@ func New(src Source, pub Publisher, mc Mautic, opts Options) (*Worker, error) {
 		ledger: opts.Ledger,
 		out:    outboxConfig{resultSubject: opts.ResultSubject, dlqSubject: opts.DLQSubject, version: mc.Version},
 		gate:   newGate(),
+		conc:   newLimiter(opts.Concurrency, opts.MinConcurrency, opts.MaxConcurrency),
 		freed:  make(chan struct{}, 1),
 	}, nil
 }
@@ -411,3 +419,6 @@ func (w *Worker) knownFields() map[string]bool {
 
 // InFlight is the number of Mautic calls running.
 func (w *Worker) InFlight() int { return int(w.inflight.Load()) }
+
+// ConcurrencyLimit is the number of Mautic calls allowed in flight now.
+func (w *Worker) ConcurrencyLimit() int { return w.conc.current() }

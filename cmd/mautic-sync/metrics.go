@@ -47,6 +47,7 @@ func registerStateMetrics(reg prometheus.Registerer, w *worker.Worker, mc *mauti
 			return 0
 		}),
 		gauge("mautic_sync_inflight_calls", "Mautic calls running now.", func() float64 { return float64(w.InFlight()) }),
+		gauge("mautic_sync_concurrency_limit", "Mautic calls allowed in flight now (adaptive unless WORKER_CONCURRENCY is set).", func() float64 { return float64(w.ConcurrencyLimit()) }),
 		gauge("mautic_sync_consumer_pending", "Input messages not yet delivered to the worker (the backlog).", func() float64 {
 			return float64(info.get().NumPending)
 		}),

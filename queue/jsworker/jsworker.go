@@ -67,6 +67,8 @@ func (a ledger) Intend(ctx context.Context, id string, e worker.LedgerEntry) (wo
 	return pe, false, nil
 }
 
+func (a ledger) Forget(ctx context.Context, id string) error { return a.l.Delete(ctx, id) }
+
 func (a ledger) Record(ctx context.Context, entries map[string]worker.LedgerEntry) error {
 	vals := make(map[string]string, len(entries))
 	for id, e := range entries {
