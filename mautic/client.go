@@ -28,6 +28,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // maxBody bounds how much of a successful response is read: a batch of 200
@@ -60,6 +64,7 @@ type Client struct {
 	auth      authenticator
 	userAgent string
 	observer  func(Call)
+	tracer    trace.Tracer
 	rate      rateState
 
 	mu      sync.Mutex
@@ -139,6 +144,18 @@ func WithClientCredentials(clientID, clientSecret string) Option {
 			return fmt.Errorf("%w: client credentials need an id and a secret", ErrInvalidOption)
 		}
 		c.auth = newClientCredentials(clientID, clientSecret, c.endpoint("/oauth/v2/token"))
+		return nil
+	}
+}
+
+// WithTracer records a client span for every HTTP request (route, method,
+// status), as a child of the span in the request's context.
+func WithTracer(t trace.Tracer) Option {
+	return func(c *Client) error {
+		if t == nil {
+			return fmt.Errorf("%w: nil tracer", ErrInvalidOption)
+		}
+		c.tracer = t
 		return nil
 	}
 }
@@ -277,7 +294,22 @@ func (c *Client) send(ctx context.Context, route, method, u string, payload []by
 		return nil, err
 	}
 	start := time.Now()
+	var span trace.Span
+	if c.tracer != nil {
+		ctx, span = c.tracer.Start(ctx, "mautic "+method+" "+route, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("http.request.method", method), attribute.String("http.route", route)))
+		req = req.WithContext(ctx)
+		defer span.End()
+	}
 	hr, err := c.hc.Do(req)
+	if span != nil {
+		if hr != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", hr.StatusCode))
+		}
+		if err != nil || (hr != nil && hr.StatusCode >= 400) {
+			span.SetStatus(codes.Error, http.StatusText(statusOr(hr)))
+		}
+	}
 	if c.observer != nil {
 		status := 0
 		if hr != nil {
@@ -332,6 +364,13 @@ func redactURLError(err error) error {
 		}
 	}
 	return err
+}
+
+func statusOr(r *http.Response) int {
+	if r == nil {
+		return 0
+	}
+	return r.StatusCode
 }
 
 // RedactedURL returns u without user info and query, for logs.

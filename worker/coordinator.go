@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -24,7 +25,8 @@ type pending struct {
 	// being settled); only lane heads, and upserts merged with them, become
 	// busy.
 	busy bool
-	op   *op // the op it is part of, once busy
+	op   *op        // the op it is part of, once busy
+	span trace.Span // the event's span, when tracing
 	// ghostUntil is set while the message was naked for redelivery: it
 	// keeps its place in its lanes, so that its contact's later events
 	// wait for it, until it comes back or the time passes.
@@ -236,6 +238,7 @@ func (c *coordinator) accept(m Message, now time.Time) {
 		return
 	}
 	p.ev = ev
+	p.span = c.w.startEventSpan(ev, m.Subject(), seq)
 	p.keys = laneKeys(m.Subject(), ev)
 	c.lanes.add(p)
 	c.consider(p, now)
@@ -494,6 +497,9 @@ func (c *coordinator) handBack(p *pending, delay time.Duration, systemic bool) {
 // revive puts a redelivered message back in its ghost's place.
 func (c *coordinator) revive(g *pending, m Message, now time.Time) {
 	delete(c.ghosts, g.seq)
+	if g.span == nil {
+		g.span = c.w.startEventSpan(g.ev, m.Subject(), g.seq)
+	}
 	g.msg, g.touched, g.ghostUntil = m, now, time.Time{}
 	c.held[g.seq] = g
 	if d := c.deliveries(g); d > uint64(c.opts.MaxDeliveries)+1 {
@@ -595,6 +601,7 @@ func (c *coordinator) dropOne(p *pending) {
 		return
 	}
 	c.nak(p.msg, handBackDelay)
+	endEventSpan(p.span, "handed_back", "", "")
 	delete(c.held, p.seq)
 	if p.keys != nil {
 		c.lanes.remove(p)

@@ -55,6 +55,10 @@ type Event struct {
 
 	// contact.points.add
 	Delta int
+
+	// TraceParent and TraceState are the CloudEvents distributed-tracing
+	// extension attributes (W3C trace context), "" when absent.
+	TraceParent, TraceState string
 }
 
 // Identity is the event's contact identity: "id:<n>" when mautic_id is
@@ -142,6 +146,10 @@ func Decode(body []byte) (*Event, error) {
 			return nil, invalid("datacontenttype", "must be \"application/json\" when present")
 		}
 	}
+	// The distributed-tracing extension: kept when well-formed strings,
+	// ignored otherwise (extensions never make an event invalid).
+	_ = json.Unmarshal(attrs["traceparent"], &e.TraceParent)
+	_ = json.Unmarshal(attrs["tracestate"], &e.TraceState)
 	rawData, ok := attrs["data"]
 	if !ok {
 		return nil, invalid("data", "is required")

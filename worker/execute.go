@@ -151,7 +151,9 @@ func (w *Worker) isolate(ctx context.Context, k queueKey, ops []*op) []opResult 
 // rate limit), or the error of a call to repeat.
 func (w *Worker) attempt(ctx context.Context, k queueKey, ops []*op) ([]opResult, error) {
 	start := time.Now()
-	res, status, err := w.call(ctx, k, ops)
+	sctx, span := w.startCallSpan(ctx, k, ops)
+	res, status, err := w.call(sctx, k, ops)
+	endSpan(span, err)
 	w.opts.Metrics.observeCall(k.kind.endpoint(), status, len(ops), time.Since(start))
 	if err == nil {
 		w.callSucceeded()

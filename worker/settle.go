@@ -121,6 +121,7 @@ func (w *Worker) report(it settleItem, now time.Time) {
 		ce.Write(zap.String("subject", s.Subject), zap.Uint64("stream_seq", s.StreamSeq),
 			zap.String("event_id", s.EventID), zap.String("outcome", s.Outcome), zap.Int("mautic_id", s.MauticID))
 	}
+	endEventSpan(it.p.span, s.Outcome, s.Reason, s.Error)
 	w.opts.Metrics.observeOutcome(s.EventType, s.Outcome, s.Reason, now.Sub(it.p.arrived))
 	w.opts.Metrics.observeIgnored(it.v.ignored)
 	if w.opts.Observer != nil {

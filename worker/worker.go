@@ -36,6 +36,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -95,6 +97,9 @@ type Options struct {
 	// Ledger remembers applied event ids (exactly-once effect for points,
 	// duplicates skipped). Without one, every delivery is applied.
 	Ledger Ledger
+
+	// Tracer, when set, records spans (see tracing.go); nil records none.
+	Tracer trace.Tracer
 
 	Logger  *zap.Logger
 	Metrics *Metrics
@@ -291,7 +296,13 @@ func (w *Worker) fetch(ctx context.Context, in chan<- Message) error {
 				return nil
 			}
 		}
+		fetched := 0
+		var span trace.Span
+		if w.opts.Tracer != nil {
+			_, span = w.opts.Tracer.Start(ctx, "mautic-sync fetch", trace.WithAttributes(attribute.Int64("mautic_sync.room", room)))
+		}
 		err := w.src.Fetch(ctx, int(room), w.opts.FetchWait, func(m Message) {
+			fetched++
 			w.held.Add(1)
 			select {
 			case in <- m:
@@ -302,6 +313,10 @@ func (w *Worker) fetch(ctx context.Context, in chan<- Message) error {
 				_ = m.Nak(context.WithoutCancel(ctx), handBackDelay)
 			}
 		})
+		if span != nil {
+			span.SetAttributes(attribute.Int("mautic_sync.messages", fetched))
+			endSpan(span, err)
+		}
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("fetch failed; retrying", zap.Error(err))
 			w.health.fault("fetch", err.Error())

@@ -48,7 +48,7 @@ Mautic silently ignores unknown aliases. Exits 1 when a check fails.`)
 		fmt.Fprintln(stderr, "mautic-sync check: refresh-token mode keeps its token in JetStream; check it with 'run' (a check would rotate the token)")
 		return exitConfig
 	}
-	mc, err := newMauticClient(cfg.Mautic, nil, nil)
+	mc, err := newMauticClient(cfg.Mautic, nil, nil, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "mautic-sync check:", err)
 		return exitConfig

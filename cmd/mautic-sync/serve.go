@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
@@ -55,13 +56,18 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 	if err != nil {
 		return err
 	}
+	tracer, stopTracing, err := setupTracing(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	var store mautic.TokenStore
 	if cfg.Mautic.AuthMode() == "refresh_token" {
 		if store, err = queue.OpenTokenStore(ctx, js, cfg.Mautic.TokenBucket, cfg.Mautic.ClientID, cfg.CreateStreams); err != nil {
 			return err
 		}
 	}
-	mc, err := newMauticClient(cfg.Mautic, store, mauticObserver(reg))
+	mc, err := newMauticClient(cfg.Mautic, store, mauticObserver(reg), tracer)
 	if err != nil {
 		return err
 	}
@@ -95,7 +101,8 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 		zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("stream", cfg.Stream.Name),
 		zap.String("consumer", cfg.Consumer.Name), zap.String("mautic", mautic.RedactedURL(cfg.Mautic.URL)),
 		zap.String("http", cfg.HTTP.Addr), zap.String("version", version()),
-		zap.String("mautic_auth", cfg.Mautic.AuthMode()), zap.Int("mautic_rate_budget", cfg.Mautic.RateLimit))
+		zap.String("mautic_auth", cfg.Mautic.AuthMode()), zap.Int("mautic_rate_budget", cfg.Mautic.RateLimit),
+		zap.Bool("tracing", tracer != nil))
 
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.HTTP.Addr != "" {
@@ -146,10 +153,13 @@ func topology(cfg config.Config) queue.Topology {
 
 // newMauticClient builds the client for the configured auth mode; store
 // is needed in refresh-token mode only.
-func newMauticClient(m config.Mautic, store mautic.TokenStore, observe func(mautic.Call)) (*mautic.Client, error) {
+func newMauticClient(m config.Mautic, store mautic.TokenStore, observe func(mautic.Call), tracer trace.Tracer) (*mautic.Client, error) {
 	opts := []mautic.Option{mautic.WithTimeout(m.Timeout), mautic.WithUserAgent(m.UserAgent + "/" + version())}
 	if observe != nil {
 		opts = append(opts, mautic.WithObserver(observe))
+	}
+	if tracer != nil {
+		opts = append(opts, mautic.WithTracer(tracer))
 	}
 	switch m.AuthMode() {
 	case "refresh_token":
