@@ -49,6 +49,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.events, m.deadLetters, m.batchSize, m.stepCalls, m.ignored, m.latency)
+	// Bounded labels start at zero, so that rates and alerts see them.
+	for _, r := range []string{ReasonInvalidEvent, ReasonRejected, ReasonMaxDeliveries} {
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, k := range []string{"numeric_zero", "unknown_field"} {
+		m.ignored.WithLabelValues(k)
+	}
 	return m
 }
 

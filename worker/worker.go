@@ -411,6 +411,9 @@ func (w *Worker) refreshFields(ctx context.Context) {
 			t.Reset(min(w.opts.FieldsRefresh, time.Minute))
 			continue
 		}
+		if w.knownFields() == nil {
+			w.log.Info("Mautic answers", zap.String("mautic_version", w.mautic.Version()), zap.Int("contact_fields", len(fields)))
+		}
 		w.storeFields(fields)
 		t.Reset(w.opts.FieldsRefresh)
 	}

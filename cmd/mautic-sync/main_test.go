@@ -167,6 +167,8 @@ func TestRunServesHealthAndProcesses(t *testing.T) {
 	t.Setenv("MAUTIC_ALLOW_INSECURE_HTTP", "true")
 	t.Setenv("HTTP_ADDR", addr)
 	t.Setenv("BATCH_LINGER", "10ms")
+	t.Setenv("WORKER_RETRY_MIN", "20ms")
+	t.Setenv("WORKER_RETRY_MAX", "200ms")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var errOut syncBuffer
@@ -220,9 +222,30 @@ func TestRunServesHealthAndProcesses(t *testing.T) {
 		return nil
 	})
 	_, metrics, _ := get("/metrics")
-	for _, want := range []string{`mautic_sync_events_total{outcome="applied",type="contact.upsert"} 1`, `mautic_sync_mautic_calls_total{endpoint="contacts/batch/new",status="201"} 1`} {
+	for _, want := range []string{
+		`mautic_sync_events_total{outcome="applied",type="contact.upsert"} 1`,
+		`mautic_sync_mautic_calls_total{endpoint="contacts/batch/new",status="201"} 1`,
+		`mautic_sync_mautic_calls_total{endpoint="oauth/v2/token",status="200"} 1`,
+		`mautic_sync_mautic_call_duration_seconds_count{endpoint="contacts/batch/new"} 1`,
+		`mautic_sync_batch_items_count{endpoint="contacts/batch/new"} 1`,
+		`mautic_sync_event_latency_seconds_count 1`,
+		`mautic_sync_consumer_pending 0`,
+		`mautic_sync_consumer_ack_pending 0`,
+		`mautic_sync_inflight_calls 0`,
+		`mautic_sync_concurrency_limit 4`,
+		`mautic_sync_paused{cause="outage"} 0`,
+		`mautic_sync_ready 1`,
+		`mautic_sync_rate_limit_remaining -1`,
+		`mautic_sync_token_renewals 1`,
+		`mautic_sync_mautic_info{version="5.1.0"} 1`,
+	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+	for _, family := range []string{"mautic_sync_dead_letters_total", "mautic_sync_ignored_fields_total", "mautic_sync_rate_limit_reset_timestamp_seconds", "mautic_sync_step_calls_total"} {
+		if !strings.Contains(metrics, "# TYPE "+family) {
+			t.Errorf("metrics lack the family %s", family)
 		}
 	}
 	if strings.Contains(metrics, "oauth-secret-value") || strings.Contains(errOut.String(), "oauth-secret-value") {
@@ -242,6 +265,30 @@ func TestRunServesHealthAndProcesses(t *testing.T) {
 		return nil
 	})
 	fake.SetAPIEnabled(true)
+	waitFor(t, 15*time.Second, func() error {
+		code, body, _ := get("/readyz")
+		if code != 200 {
+			return fmt.Errorf("readyz %d %s", code, body)
+		}
+		return nil
+	})
+	// An outage: readiness flips to paused, outage, and back.
+	fake.SetDown(http.StatusServiceUnavailable)
+	if _, err := js.Publish(ctx, "mautic.contacts.r", []byte(strings.Replace(body, "run-1", "run-3", 1))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, func() error {
+		code, body, _ := get("/readyz")
+		if code != 503 || !strings.Contains(body, "outage") {
+			return fmt.Errorf("readyz %d %s", code, body)
+		}
+		_, m, _ := get("/metrics")
+		if !strings.Contains(m, `mautic_sync_paused{cause="outage"} 1`) {
+			return fmt.Errorf("paused metric not set")
+		}
+		return nil
+	})
+	fake.SetDown(0)
 	waitFor(t, 15*time.Second, func() error {
 		code, body, _ := get("/readyz")
 		if code != 200 {
