@@ -75,7 +75,7 @@ func (m *Metrics) observeOutcome(eventType, outcome, reason string, since time.D
 	if m == nil {
 		return
 	}
-	if eventType == "" {
+	if eventType == "" { // not a valid event: its type may be anything
 		eventType = "invalid"
 	}
 	m.events.WithLabelValues(eventType, outcome).Inc()

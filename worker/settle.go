@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/sethvargo/go-retry"
@@ -111,6 +112,8 @@ func (w *Worker) report(it settleItem, now time.Time) {
 	}
 	if it.p.ev != nil {
 		s.EventID, s.EventType = it.p.ev.ID, it.p.ev.Type
+	} else {
+		s.EventID = bestEffortID(it.p.msg.Data())
 	}
 	if it.v.deadLetter() {
 		s.Outcome = "dead_letter"
@@ -127,4 +130,19 @@ func (w *Worker) report(it settleItem, now time.Time) {
 	if w.opts.Observer != nil {
 		w.opts.Observer(s)
 	}
+}
+
+// bestEffortID reads the "id" of a body that is not a valid event, for
+// logs and the observer; "" when there is none.
+func bestEffortID(body []byte) string {
+	var v struct {
+		ID any `json:"id"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return ""
+	}
+	if id, ok := v.ID.(string); ok {
+		return truncate(id, 200)
+	}
+	return ""
 }

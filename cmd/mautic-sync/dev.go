@@ -133,7 +133,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		mu.Lock()
 		defer mu.Unlock()
 		printOutcome(stdout, s)
-		if strings.HasPrefix(s.EventID, "dev-") || s.EventID == "" {
+		if strings.HasPrefix(s.EventID, "dev-") {
 			pending--
 		}
 		if *once && pending <= 0 {
