@@ -67,7 +67,12 @@ func newClientCredentials(id, secret, tokenURL string) *clientCredentials {
 }
 
 func (a *clientCredentials) apply(ctx context.Context, c *Client, req *http.Request) error {
-	tok, err := a.token(ctx, c.tokenHTTPClient())
+	return bearer(ctx, c, req, a.token)
+}
+
+// bearer sets the Authorization header from an OAuth2 token getter.
+func bearer(ctx context.Context, c *Client, req *http.Request, token func(context.Context, *http.Client) (*oauth2.Token, error)) error {
+	tok, err := token(ctx, c.tokenHTTPClient())
 	if err != nil {
 		return err
 	}

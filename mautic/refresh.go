@@ -100,12 +100,7 @@ type refreshAuth struct {
 }
 
 func (a *refreshAuth) apply(ctx context.Context, c *Client, req *http.Request) error {
-	tok, err := a.token(ctx, c.tokenHTTPClient())
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	return nil
+	return bearer(ctx, c, req, a.token)
 }
 
 func (a *refreshAuth) token(ctx context.Context, hc *http.Client) (*oauth2.Token, error) {
