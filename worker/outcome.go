@@ -6,31 +6,33 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 )
 
 // Outcomes of a result message.
 const (
-	OutcomeApplied   = "applied"
-	OutcomeUnchanged = "unchanged"
-	OutcomeDuplicate = "duplicate"
+	OutcomeApplied   = contract.OutcomeApplied
+	OutcomeUnchanged = contract.OutcomeUnchanged
+	OutcomeDuplicate = contract.OutcomeDuplicate
 )
 
 // Dead-letter reasons (header Mautic-Sync-Reason).
 const (
-	ReasonInvalidEvent  = "invalid_event"
-	ReasonRejected      = "rejected"
-	ReasonMaxDeliveries = "max_deliveries"
+	ReasonInvalidEvent  = contract.ReasonInvalidEvent
+	ReasonRejected      = contract.ReasonRejected
+	ReasonMaxDeliveries = contract.ReasonMaxDeliveries
 )
 
 // Dead-letter headers added to the input's own.
 const (
-	HeaderReason     = "Mautic-Sync-Reason"
-	HeaderError      = "Mautic-Sync-Error"
-	HeaderStatus     = "Mautic-Sync-Status"
-	HeaderSubject    = "Mautic-Sync-Subject"
-	HeaderStreamSeq  = "Mautic-Sync-Stream-Seq"
-	HeaderDeliveries = "Mautic-Sync-Deliveries"
-	HeaderFailedAt   = "Mautic-Sync-Failed-At"
+	HeaderReason     = contract.HeaderReason
+	HeaderError      = contract.HeaderError
+	HeaderStatus     = contract.HeaderStatus
+	HeaderSubject    = contract.HeaderSubject
+	HeaderStreamSeq  = contract.HeaderStreamSeq
+	HeaderDeliveries = contract.HeaderDeliveries
+	HeaderFailedAt   = contract.HeaderFailedAt
 	headerMsgID      = "Nats-Msg-Id"
 )
 

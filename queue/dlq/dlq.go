@@ -26,21 +26,22 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/queue/subject"
 )
 
 // Dead-letter headers of the event contract (README, "Outcomes").
 const (
-	HeaderReason     = "Mautic-Sync-Reason"
-	HeaderError      = "Mautic-Sync-Error"
-	HeaderStatus     = "Mautic-Sync-Status"
-	HeaderSubject    = "Mautic-Sync-Subject"
-	HeaderStreamSeq  = "Mautic-Sync-Stream-Seq"
-	HeaderDeliveries = "Mautic-Sync-Deliveries"
-	HeaderFailedAt   = "Mautic-Sync-Failed-At"
+	HeaderReason     = contract.HeaderReason
+	HeaderError      = contract.HeaderError
+	HeaderStatus     = contract.HeaderStatus
+	HeaderSubject    = contract.HeaderSubject
+	HeaderStreamSeq  = contract.HeaderStreamSeq
+	HeaderDeliveries = contract.HeaderDeliveries
+	HeaderFailedAt   = contract.HeaderFailedAt
 
 	// HeaderPrefix starts every header mautic-sync adds to a dead letter.
-	HeaderPrefix = "Mautic-Sync-"
+	HeaderPrefix = contract.HeaderPrefix
 	// RedriveIDPrefix starts the Nats-Msg-Id of a redriven message; the
 	// dead letter's sequence follows.
 	RedriveIDPrefix = "redrive-"
