@@ -26,6 +26,13 @@ type Config struct {
 
 	Ledger Ledger
 
+	Partition Partition
+
+	// Replicas is the replica count of the streams, consumers and key-value
+	// buckets mautic-sync creates (3 on a NATS cluster). Existing ones keep
+	// theirs.
+	Replicas int `env:"JETSTREAM_REPLICAS" default:"1" desc:"replicas of the streams, consumers and key-value buckets mautic-sync creates (1-5; 3 on a NATS cluster); existing ones keep theirs"`
+
 	// CreateStreams creates the input, result and dead-letter streams and
 	// the consumer when they are missing. Turn it off where JetStream is
 	// managed declaratively (NACK, Terraform) and mautic-sync must only bind.
@@ -77,6 +84,23 @@ type Ledger struct {
 	TTL    time.Duration `env:"LEDGER_TTL" default:"72h" desc:"how long an applied event id is remembered; a copy of an event arriving later is applied again"`
 }
 
+// Partition configures partitioned consumption: the input stream split into
+// Count partitions by a subject transform, each consumed by one replica at
+// a time (see docs/scaling.md).
+type Partition struct {
+	Count int    `env:"PARTITIONS" default:"0" desc:"partitions of the input stream (0 = unpartitioned: one replica on one consumer); replicas share them, each partition consumed by one replica at a time, see docs/scaling.md"`
+	Mode  string `env:"PARTITION_MODE" default:"elastic" desc:"elastic (replicas share the partitions and take over those of a replica that stops) or static (replica REPLICA_INDEX of REPLICA_COUNT owns partitions index, index+count, ...)"`
+	// Index is this replica's index in static mode; -1 takes the ordinal
+	// that ends the host name (a StatefulSet pod's name).
+	Index    int           `env:"REPLICA_INDEX" default:"-1" desc:"static mode: this replica's index, from 0; -1 takes the ordinal that ends the host name (StatefulSet pod mautic-sync-2 is 2)"`
+	Replicas int           `env:"REPLICA_COUNT" default:"0" desc:"static mode: the number of replicas (1 to PARTITIONS)"`
+	Takeover time.Duration `env:"PARTITION_TAKEOVER" default:"10s" desc:"elastic mode: how long a replica that stopped (killed, cut off) keeps its partitions before the others take them over"`
+	Bucket   string        `env:"PARTITION_BUCKET" default:"MAUTIC_SYNC_MEMBERS" desc:"elastic mode: JetStream key-value bucket in which replicas announce themselves"`
+}
+
+// Partitioned reports whether the input stream is consumed in partitions.
+func (p Partition) Partitioned() bool { return p.Count > 0 }
+
 // Mautic says how to reach and authenticate to Mautic.
 type Mautic struct {
 	URL               string        `env:"MAUTIC_URL" desc:"Mautic base URL, e.g. https://mautic.example.com (required for run)"`
@@ -88,6 +112,8 @@ type Mautic struct {
 	TokenBucket       string        `env:"MAUTIC_TOKEN_BUCKET" default:"MAUTIC_SYNC_AUTH" desc:"JetStream key-value bucket holding the current refresh token, shared by every replica"`
 	RateLimit         int           `env:"MAUTIC_RATE_LIMIT" default:"0" desc:"client-side budget: at most this many Mautic calls per MAUTIC_RATE_WINDOW (0 = none); set it to Mautic's API rate limit or below"`
 	RateWindow        time.Duration `env:"MAUTIC_RATE_WINDOW" default:"1h" desc:"window of MAUTIC_RATE_LIMIT (Mautic counts per hour)"`
+	RateShared        string        `env:"MAUTIC_RATE_SHARED" default:"auto" desc:"share the MAUTIC_RATE_LIMIT budget between replicas through JetStream: auto (when partitioned and Mautic counts the replicas together: basic auth, refresh token), true or false"`
+	RateBucket        string        `env:"MAUTIC_RATE_BUCKET" default:"MAUTIC_SYNC_RATE" desc:"JetStream key-value bucket holding the shared rate budget's count per window"`
 	Timeout           time.Duration `env:"MAUTIC_TIMEOUT" default:"120s" desc:"timeout of one Mautic request (batches of 200 can take tens of seconds)"`
 	AllowInsecureHTTP bool          `env:"MAUTIC_ALLOW_INSECURE_HTTP" default:"false" desc:"allow a plain http:// MAUTIC_URL (credentials travel in clear)"`
 	UserAgent         string        `env:"MAUTIC_USER_AGENT" default:"mautic-sync" desc:"User-Agent sent to Mautic"`
@@ -119,6 +145,29 @@ type HTTP struct {
 type Log struct {
 	Level  string `env:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	Format string `env:"LOG_FORMAT" default:"json" desc:"json or console (dev defaults to console)"`
+}
+
+// SharesRateBucket reports whether the replicas' calls count against one
+// Mautic rate-limit bucket: basic-auth callers share one; in refresh-token
+// mode the replicas share the access token; with client credentials each
+// replica fetches its own token, and Mautic counts per token.
+func (m Mautic) SharesRateBucket() bool {
+	return m.AuthMode() == "basic" || m.AuthMode() == "refresh_token"
+}
+
+// ShareRateBudget reports whether the client-side budget is kept in
+// JetStream, shared by the replicas (MAUTIC_RATE_SHARED).
+func (c Config) ShareRateBudget() bool {
+	if c.Mautic.RateLimit <= 0 {
+		return false
+	}
+	switch c.Mautic.RateShared {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	return c.Partition.Partitioned() && c.Mautic.SharesRateBucket()
 }
 
 // UsesOAuth reports whether Mautic is reached with OAuth2 (client

@@ -41,6 +41,7 @@ func (c Config) Validate() error {
 	}
 
 	c.validateJetStream(add)
+	c.validatePartition(add)
 	c.validateMautic(add)
 
 	if c.Batch.Size < 1 || c.Batch.Size > MaxBatchSize {
@@ -141,6 +142,58 @@ func (c Config) validateJetStream(add func(string, ...any)) {
 	}
 }
 
+// MaxPartitions bounds PARTITIONS: every partition is a consumer that each
+// elastic replica pulls from.
+const MaxPartitions = 256
+
+func (c Config) validatePartition(add func(string, ...any)) {
+	if c.Replicas < 1 || c.Replicas > 5 {
+		add("JETSTREAM_REPLICAS must be between 1 and 5 (3 on a NATS cluster), got %d", c.Replicas)
+	}
+	p := c.Partition
+	if p.Count < 0 || p.Count > MaxPartitions {
+		add("PARTITIONS must be between 0 (unpartitioned) and %d, got %d", MaxPartitions, p.Count)
+	}
+	if !p.Partitioned() {
+		return
+	}
+	if _, err := PartitionPrefix(c.Stream.Subjects); err != nil {
+		add("%v", err)
+	}
+	switch p.Mode {
+	case "elastic":
+		if p.Takeover < 2*time.Second {
+			add("PARTITION_TAKEOVER must be at least 2s, got %s", p.Takeover)
+		}
+		if p.Bucket == "" || strings.ContainsAny(p.Bucket, " \t.*>/\\") {
+			add("PARTITION_BUCKET=%q is not a valid bucket name", p.Bucket)
+		}
+	case "static":
+		if p.Replicas < 1 || p.Replicas > p.Count {
+			add("REPLICA_COUNT must be between 1 and PARTITIONS (%d) in static mode, got %d", p.Count, p.Replicas)
+		}
+		if p.Index < -1 || (p.Replicas > 0 && p.Index >= p.Replicas) {
+			add("REPLICA_INDEX must be -1 (from the host name) or between 0 and REPLICA_COUNT-1 (%d), got %d", p.Replicas-1, p.Index)
+		}
+	default:
+		add("PARTITION_MODE=%q: use elastic or static", p.Mode)
+	}
+}
+
+// PartitionPrefix returns the subject prefix that partitioning inserts
+// the partition number after: STREAM_SUBJECTS must be one filter of the
+// form <prefix>.> (mautic.contacts.> gives mautic.contacts).
+func PartitionPrefix(subjects []string) (string, error) {
+	if len(subjects) != 1 || !strings.HasSuffix(subjects[0], ".>") {
+		return "", fmt.Errorf("STREAM_SUBJECTS=%q: a partitioned stream needs exactly one subject of the form <prefix>.> (e.g. mautic.contacts.>)", strings.Join(subjects, ","))
+	}
+	prefix := strings.TrimSuffix(subjects[0], ".>")
+	if !subject.Valid(prefix, false) {
+		return "", fmt.Errorf("STREAM_SUBJECTS=%q: the prefix before .> must be a subject without wildcards", subjects[0])
+	}
+	return prefix, nil
+}
+
 // defaultMinAckWait keeps the in-progress heartbeat (a third of AckWait)
 // comfortably above network jitter.
 const defaultMinAckWait = 5 * time.Second
@@ -150,7 +203,7 @@ func (c Config) validateMautic(add func(string, ...any)) {
 	if strings.TrimSpace(m.URL) == "" {
 		add("MAUTIC_URL is not set: give Mautic's base URL, e.g. https://mautic.example.com (or run `mautic-sync dev` for the built-in fake)")
 	} else if u, err := url.Parse(m.URL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		add("MAUTIC_URL=%q is not an absolute http(s) URL", m.URL)
+		add("MAUTIC_URL=%q is not an absolute http(s) URL", redactedURL(m.URL))
 	} else {
 		if u.Scheme == "http" && !m.AllowInsecureHTTP {
 			add("MAUTIC_URL uses plain http, so credentials would travel in clear: use https, or set MAUTIC_ALLOW_INSECURE_HTTP=true if this is intended")
@@ -188,6 +241,14 @@ func (c Config) validateMautic(add func(string, ...any)) {
 	}
 	if m.RateWindow <= 0 {
 		add("MAUTIC_RATE_WINDOW must be positive, got %s", m.RateWindow)
+	}
+	switch m.RateShared {
+	case "auto", "true", "false":
+	default:
+		add("MAUTIC_RATE_SHARED=%q: use auto, true or false", m.RateShared)
+	}
+	if c.ShareRateBudget() && (m.RateBucket == "" || strings.ContainsAny(m.RateBucket, " \t.*>/\\")) {
+		add("MAUTIC_RATE_BUCKET=%q is not a valid bucket name", m.RateBucket)
 	}
 	if m.RefreshToken != "" && (m.TokenBucket == "" || strings.ContainsAny(m.TokenBucket, " \t.*>/\\")) {
 		add("MAUTIC_TOKEN_BUCKET=%q is not a valid bucket name", m.TokenBucket)

@@ -9,8 +9,9 @@ import (
 )
 
 // TestKEDAScaledObject: the ScaledObject scales the Deployment on the
-// backlog of mautic-sync's own consumer, and stops at one replica (more
-// needs the partitioned mode).
+// backlog of mautic-sync's own consumer, and stops at one replica; in
+// partitioned mode on the backlog of every partition consumer, up to one
+// replica per partition.
 func TestKEDAScaledObject(t *testing.T) {
 	known := []string{"natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold", "activationLagThreshold", "useHttps"}
 	forEachCase(t, func(t *testing.T, r *rendered) {
@@ -29,45 +30,70 @@ func TestKEDAScaledObject(t *testing.T) {
 		if ref.Name != d.Name || (ref.Kind != "" && ref.Kind != "Deployment") || (ref.APIVersion != "" && ref.APIVersion != "apps/v1") {
 			t.Errorf("scaleTargetRef %+v does not name the Deployment %s", ref, d.Name)
 		}
-		if so.Spec.MaxReplicaCount == nil || *so.Spec.MaxReplicaCount != 1 {
-			t.Error("maxReplicaCount must be set to 1: more than one replica needs the partitioned mode")
+		partitions, err := strconv.Atoi(r.setting(t, "PARTITIONS"))
+		if err != nil {
+			t.Fatalf("PARTITIONS: %v", err)
+		}
+		wantMax, wantConsumers := 1, []string{r.setting(t, "CONSUMER_NAME")}
+		if partitions > 0 {
+			// One replica per partition at most, scaled on every
+			// partition consumer's backlog.
+			wantMax, wantConsumers = partitions, nil
+			for i := range partitions {
+				wantConsumers = append(wantConsumers, r.setting(t, "CONSUMER_NAME")+"-p"+strconv.Itoa(i))
+			}
+		}
+		if so.Spec.MaxReplicaCount == nil || int(*so.Spec.MaxReplicaCount) != wantMax {
+			t.Errorf("maxReplicaCount must be set to %d: one replica unpartitioned, at most one per partition (PARTITIONS=%d)", wantMax, partitions)
 		}
 		if m := so.Spec.MinReplicaCount; m != nil && (*m < 0 || so.Spec.MaxReplicaCount != nil && *m > *so.Spec.MaxReplicaCount) {
 			t.Errorf("minReplicaCount %d is not within 0..maxReplicaCount", *m)
 		}
-		if len(so.Spec.Triggers) != 1 {
-			t.Fatalf("want one trigger, have %d", len(so.Spec.Triggers))
+		if len(so.Spec.Triggers) != len(wantConsumers) {
+			t.Fatalf("want %d trigger(s), one per consumer, have %d", len(wantConsumers), len(so.Spec.Triggers))
 		}
-		tr := so.Spec.Triggers[0]
-		if tr.Type != "nats-jetstream" {
-			t.Errorf("trigger type %q, want nats-jetstream", tr.Type)
+		var haveConsumers []string
+		for i, tr := range so.Spec.Triggers {
+			haveConsumers = append(haveConsumers, tr.Metadata["consumer"])
+			checkTrigger(t, r, i, tr.Type, tr.Metadata, known)
 		}
-		for k := range tr.Metadata {
-			if !slices.Contains(known, k) {
-				t.Errorf("trigger metadata %q is not a parameter of the nats-jetstream scaler", k)
-			}
-		}
-		for _, k := range []string{"natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold"} {
-			if tr.Metadata[k] == "" {
-				t.Errorf("trigger metadata %s is missing", k)
-			}
-		}
-		if ep := tr.Metadata["natsServerMonitoringEndpoint"]; strings.Contains(ep, "://") || strings.HasSuffix(ep, ":4222") {
-			t.Errorf("natsServerMonitoringEndpoint %q: host:port of the monitoring endpoint (usually 8222), not a URL or the client port", ep)
-		}
-		if got, want := tr.Metadata["stream"], r.setting(t, "STREAM_NAME"); got != want {
-			t.Errorf("trigger stream %q, but STREAM_NAME is %q", got, want)
-		}
-		if got, want := tr.Metadata["consumer"], r.setting(t, "CONSUMER_NAME"); got != want {
-			t.Errorf("trigger consumer %q, but CONSUMER_NAME is %q", got, want)
-		}
-		if n, err := strconv.Atoi(tr.Metadata["lagThreshold"]); err != nil || n <= 0 {
-			t.Errorf("lagThreshold %q must be a positive number", tr.Metadata["lagThreshold"])
-		}
-		if v, ok := tr.Metadata["useHttps"]; ok && v != "true" && v != "false" {
-			t.Errorf("useHttps %q must be true or false", v)
+		slices.Sort(haveConsumers)
+		slices.Sort(wantConsumers)
+		if !slices.Equal(haveConsumers, wantConsumers) {
+			t.Errorf("triggers on consumers %v, want %v", haveConsumers, wantConsumers)
 		}
 	})
+}
+
+// checkTrigger checks trigger i (a nats-jetstream one) against the
+// settings; known lists the scaler's parameters.
+func checkTrigger(t *testing.T, r *rendered, i int, typ string, md map[string]string, known []string) {
+	t.Helper()
+	if typ != "nats-jetstream" {
+		t.Errorf("trigger %d: type %q, want nats-jetstream", i, typ)
+	}
+	for k := range md {
+		if !slices.Contains(known, k) {
+			t.Errorf("trigger %d: metadata %q is not a parameter of the nats-jetstream scaler", i, k)
+		}
+	}
+	for _, k := range []string{"natsServerMonitoringEndpoint", "account", "stream", "consumer", "lagThreshold"} {
+		if md[k] == "" {
+			t.Errorf("trigger %d: metadata %s is missing", i, k)
+		}
+	}
+	if ep := md["natsServerMonitoringEndpoint"]; strings.Contains(ep, "://") || strings.HasSuffix(ep, ":4222") {
+		t.Errorf("trigger %d: natsServerMonitoringEndpoint %q: host:port of the monitoring endpoint (usually 8222), not a URL or the client port", i, ep)
+	}
+	if got, want := md["stream"], r.setting(t, "STREAM_NAME"); got != want {
+		t.Errorf("trigger %d: stream %q, but STREAM_NAME is %q", i, got, want)
+	}
+	if n, err := strconv.Atoi(md["lagThreshold"]); err != nil || n <= 0 {
+		t.Errorf("trigger %d: lagThreshold %q must be a positive number", i, md["lagThreshold"])
+	}
+	if v, ok := md["useHttps"]; ok && v != "true" && v != "false" {
+		t.Errorf("trigger %d: useHttps %q must be true or false", i, v)
+	}
 }
 
 // TestNACKResources: the streams and the consumer are those mautic-sync

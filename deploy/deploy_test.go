@@ -48,9 +48,18 @@ type renderCase struct {
 	components []string
 }
 
-// cases is filled by TestMain: the base, the example overlay, and the base
-// with each component alone (synthetic overlays in a temporary copy).
+// cases is filled by TestMain: the base, the example overlay, the
+// partitioned overlay, and the base with each component alone (synthetic
+// overlays in a temporary copy).
 var cases []renderCase
+
+// variants are components that change how mautic-sync runs rather than
+// add to it: the example overlay leaves them out, and an overlay of their
+// own shows them.
+var variants = map[string]bool{"partitioned": true}
+
+// partitionedOverlay is what overlays/partitioned uses.
+var partitionedOverlay = []string{"servicemonitor", "prometheusrule", "grafana-dashboard", "keda", "partitioned"}
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
@@ -93,9 +102,16 @@ func setUpCases(tmp string) ([]renderCase, error) {
 	if err != nil {
 		return nil, err
 	}
+	var example []string
+	for _, n := range names {
+		if !variants[n] {
+			example = append(example, n)
+		}
+	}
 	out := []renderCase{
 		{name: "base", dir: "base"},
-		{name: "overlays/example", dir: filepath.Join("overlays", "example"), components: names},
+		{name: "overlays/example", dir: filepath.Join("overlays", "example"), components: example},
+		{name: "overlays/partitioned", dir: filepath.Join("overlays", "partitioned"), components: partitionedOverlay},
 	}
 	for _, d := range []string{"base", "components"} {
 		if err := os.CopyFS(filepath.Join(tmp, d), os.DirFS(d)); err != nil {
@@ -512,6 +528,7 @@ func TestRenderAndDecodeStrictly(t *testing.T) {
 		"grafana-dashboard": {"ConfigMap"},
 		"keda":              {"ScaledObject"},
 		"nack":              {"Consumer", "KeyValue", "Stream"},
+		"partitioned":       {}, // changes the Deployment and the ScaledObject
 	}
 	names, err := componentNames()
 	if err != nil {
@@ -571,8 +588,8 @@ func TestKustomizationFilesAreStrict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 2+len(names) {
-		t.Errorf("found kustomizations %v, want the base, the example overlay and %d components", files, len(names))
+	if len(files) != 3+len(names) {
+		t.Errorf("found kustomizations %v, want the base, the example and partitioned overlays and %d components", files, len(names))
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -596,9 +613,18 @@ func TestKustomizationFilesAreStrict(t *testing.T) {
 				t.Errorf("%s does not use ../../base", f)
 			}
 			for _, n := range names {
-				if !slices.Contains(k.Components, "../../components/"+n) {
-					t.Errorf("%s does not use component %s", f, n)
+				if uses := slices.Contains(k.Components, "../../components/"+n); uses == variants[n] {
+					t.Errorf("%s: uses component %s = %v, want %v (the example shows every add-on, and no variant)", f, n, uses, !variants[n])
 				}
+			}
+		}
+		if f == filepath.Join("overlays", "partitioned", "kustomization.yaml") {
+			var want []string
+			for _, n := range partitionedOverlay {
+				want = append(want, "../../components/"+n)
+			}
+			if !slices.Equal(k.Components, want) || !slices.Contains(k.Resources, "../../base") {
+				t.Errorf("%s uses %v %v, want ../../base and %v (partitioned after keda)", f, k.Resources, k.Components, want)
 			}
 		}
 	}
@@ -663,7 +689,7 @@ func TestReadmeNamesEveryComponent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range append(names, "secret.example.yaml", "overlays/example") {
+	for _, n := range append(names, "secret.example.yaml", "overlays/example", "overlays/partitioned", "docs/scaling.md") {
 		if !bytes.Contains(b, []byte(n)) {
 			t.Errorf("deploy/README.md does not mention %s", n)
 		}

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/mautic-sync/mautic-sync/config"
 )
 
 // resolvePort turns a port given by number or by name into the number of
@@ -352,21 +354,63 @@ func TestPodIsLockedDown(t *testing.T) {
 }
 
 // TestSingleReplicaUnlessPartitioned: one replica (or none set, when an HPA
-// owns the count), replaced with Recreate so that two workers never overlap.
+// owns the count), replaced with Recreate so that two workers never
+// overlap; in partitioned mode (PARTITIONS set) up to one replica per
+// partition, rolled out new pod first (a partition moves to the new pod
+// once the old one has finished what it holds).
 func TestSingleReplicaUnlessPartitioned(t *testing.T) {
 	forEachCase(t, func(t *testing.T, r *rendered) {
 		d, _ := r.workload(t)
-		switch {
-		case len(r.scaledObjects) > 0 && d.Spec.Replicas != nil:
-			t.Error("with a ScaledObject the Deployment must not set replicas (the HPA owns them)")
-		case d.Spec.Replicas != nil && *d.Spec.Replicas != 1:
-			t.Errorf("replicas %d: mautic-sync runs as one replica unless partitioned", *d.Spec.Replicas)
+		partitions, err := strconv.Atoi(r.setting(t, "PARTITIONS"))
+		if err != nil {
+			t.Fatalf("PARTITIONS: %v", err)
 		}
-		if d.Spec.Strategy.Type != "Recreate" {
-			t.Errorf("strategy %q: use Recreate so that a rollout never runs two workers at once", d.Spec.Strategy.Type)
+		if len(r.scaledObjects) > 0 && d.Spec.Replicas != nil {
+			t.Error("with a ScaledObject the Deployment must not set replicas (the HPA owns them)")
 		}
 		if !selects(t, d.Spec.Selector, d.Spec.Template.Labels) {
 			t.Error("the Deployment's selector does not match its pod labels")
+		}
+		if partitions == 0 {
+			if d.Spec.Replicas != nil && *d.Spec.Replicas != 1 {
+				t.Errorf("replicas %d: mautic-sync runs as one replica unless partitioned", *d.Spec.Replicas)
+			}
+			if d.Spec.Strategy.Type != "Recreate" {
+				t.Errorf("strategy %q: use Recreate so that a rollout never runs two workers at once", d.Spec.Strategy.Type)
+			}
+			return
+		}
+		if d.Spec.Replicas != nil && int(*d.Spec.Replicas) > partitions {
+			t.Errorf("replicas %d above PARTITIONS %d: the extra ones would only stand by", *d.Spec.Replicas, partitions)
+		}
+		if mode := r.setting(t, "PARTITION_MODE"); mode != "elastic" {
+			t.Errorf("PARTITION_MODE=%q in a Deployment: static mode needs a StatefulSet's stable pod names", mode)
+		}
+		ru := d.Spec.Strategy.RollingUpdate
+		if d.Spec.Strategy.Type != "RollingUpdate" || ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
+			t.Errorf("strategy %+v: partitioned, roll out with the new pod first (RollingUpdate, maxUnavailable 0)", d.Spec.Strategy)
+		}
+	})
+}
+
+// TestSettingsValidate: the settings every kustomization gives the
+// container (with credentials as the Secret would add them) pass the
+// service's own validation, so that no overlay ships a combination it
+// refuses at start (e.g. PARTITIONS with several STREAM_SUBJECTS).
+func TestSettingsValidate(t *testing.T) {
+	defaults, _ := settingDefaults()
+	forEachCase(t, func(t *testing.T, r *rendered) {
+		env := map[string]string{"MAUTIC_USERNAME": "api", "MAUTIC_PASSWORD": "from-the-secret"}
+		for k := range defaults {
+			if _, set := env[k]; !set {
+				env[k] = r.setting(t, k)
+			}
+		}
+		for k, v := range env {
+			t.Setenv(k, v)
+		}
+		if _, err := config.Load(); err != nil {
+			t.Errorf("the rendered settings do not validate:\n%v", err)
 		}
 	})
 }

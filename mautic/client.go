@@ -254,7 +254,7 @@ func (c *Client) do(ctx context.Context, route, method, path string, query url.V
 		}
 		if err != nil {
 			drain(resp.Body)
-			return resp, c.annotate(err)
+			return resp, c.annotate(c.rate.believable(err))
 		}
 		defer drain(resp.Body)
 		if v != nil {

@@ -113,7 +113,7 @@ func decodeBatch(br batchResponse, n int) ([]ItemResult, error) {
 			if out[i].Status < 300 { // a contradiction: trust the error
 				out[i].Status = max(e.Code, http.StatusBadRequest)
 			}
-		} else if out[i].Status >= 200 && out[i].Status < 300 && out[i].ContactID == 0 {
+		} else if out[i].Status >= 200 && out[i].Status < 300 && out[i].ContactID <= 0 {
 			out[i].Error = &ErrorDetail{Code: out[i].Status, Message: "Mautic reported success but returned no contact"}
 			out[i].Status = http.StatusBadGateway
 		}
@@ -244,6 +244,9 @@ func (c *Client) FindByEmail(ctx context.Context, emails []string) (map[string][
 	}
 	for _, f := range found {
 		key := strings.ToLower(strings.TrimSpace(f.email))
+		if f.id <= 0 || key == "" {
+			continue // not a usable contact: no id or no email to match
+		}
 		out[key] = append(out[key], f.id)
 	}
 	for k := range out {

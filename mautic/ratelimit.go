@@ -1,6 +1,8 @@
 package mautic
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -21,6 +23,62 @@ type rateState struct {
 	window time.Duration
 	start  time.Time // of the current local window
 	used   int
+
+	// store, when set, keeps the count where every replica sharing
+	// Mautic's bucket sees it; windows then start at multiples of window.
+	store RateStore
+}
+
+// RateStore keeps the client-side budget's count of calls per window where
+// every replica that shares one Mautic rate-limit bucket sees it (basic-auth
+// callers share one; see WithSharedRateBudget), so that the replicas
+// together stay under the limit. Windows start at multiples of the window
+// length since the Unix epoch, so that every replica agrees on them. The
+// queue package keeps it in a JetStream key-value bucket, updated with
+// compare-and-set.
+type RateStore interface {
+	// Take counts one call in the window that starts at start, unless
+	// limit calls are counted there already. It returns the window's
+	// count (with the call when taken) and whether the call was taken.
+	Take(ctx context.Context, start time.Time, limit int) (count int, taken bool, err error)
+	// Raise lifts the window's count to at least n (Mautic's own count,
+	// when it reports a stricter one).
+	Raise(ctx context.Context, start time.Time, n int) error
+}
+
+// rateStoreTimeout bounds one exchange with the RateStore.
+const rateStoreTimeout = 5 * time.Second
+
+// MemoryRateStore is a RateStore for one process (and for tests).
+type MemoryRateStore struct {
+	mu     sync.Mutex
+	counts map[int64]int
+}
+
+// Take implements RateStore.
+func (m *MemoryRateStore) Take(_ context.Context, start time.Time, limit int) (int, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.counts == nil {
+		m.counts = map[int64]int{}
+	}
+	k := start.UnixNano()
+	if m.counts[k] >= limit {
+		return m.counts[k], false, nil
+	}
+	m.counts[k]++
+	return m.counts[k], true, nil
+}
+
+// Raise implements RateStore.
+func (m *MemoryRateStore) Raise(_ context.Context, start time.Time, n int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.counts == nil {
+		m.counts = map[int64]int{}
+	}
+	m.counts[start.UnixNano()] = max(m.counts[start.UnixNano()], n)
+	return nil
 }
 
 // resetMargin is added to Mautic's reset time: Mautic resets when its
@@ -38,6 +96,9 @@ func (s *rateState) acquire() error {
 	if s.limit <= 0 {
 		return nil
 	}
+	if s.store != nil {
+		return s.acquireShared(now)
+	}
 	if s.start.IsZero() || !now.Before(s.windowEnd()) {
 		s.start, s.used = now, 0
 	}
@@ -46,6 +107,27 @@ func (s *rateState) acquire() error {
 			Message: fmt.Sprintf("client-side budget of %d calls per %s used up", s.limit, s.window)}
 	}
 	s.used++
+	return nil
+}
+
+// acquireShared takes the call from the shared count. The lock is held
+// across the exchange with the store: the client's calls take their turn,
+// and the count seen last is kept for Budget.
+func (s *rateState) acquireShared(now time.Time) error {
+	start := now.Truncate(s.window)
+	ctx, cancel := context.WithTimeout(context.Background(), rateStoreTimeout)
+	defer cancel()
+	count, taken, err := s.store.Take(ctx, start, s.limit)
+	if err != nil {
+		// Not counted, not sent: the caller retries with backoff.
+		return fmt.Errorf("mautic: shared rate budget: %w", err)
+	}
+	s.start, s.used = start, count
+	if !taken {
+		end := s.windowEnd()
+		return &RateLimitError{Rate: Rate{Limit: s.limit, Remaining: 0, Reset: end}, Reset: end, Local: true,
+			Message: fmt.Sprintf("client-side budget of %d calls per %s, shared by the replicas, used up", s.limit, s.window)}
+	}
 	return nil
 }
 
@@ -61,6 +143,23 @@ func (s *rateState) windowEnd() time.Time {
 	return end
 }
 
+// maxResetAhead bounds how far ahead a believable X-RateLimit-Reset is:
+// Mautic's limiter counts calls per hour, so a reset further ahead (a value
+// in milliseconds, a proxy's own header) is wrong. It is ignored rather
+// than stopping every call until then.
+const maxResetAhead = time.Hour + 5*time.Minute
+
+// believable drops a reset time that cannot be Mautic's from a
+// *RateLimitError (its Rate keeps what the headers said): the caller then
+// backs off as for a 429 without headers.
+func (s *rateState) believable(err error) error {
+	var rl *RateLimitError
+	if errors.As(err, &rl) && rl.Reset.After(s.now().Add(maxResetAhead)) {
+		rl.Reset = time.Time{}
+	}
+	return err
+}
+
 // observe records the headers of a response.
 func (s *rateState) observe(r Rate) {
 	if r.Limit <= 0 && r.Reset.IsZero() {
@@ -68,11 +167,19 @@ func (s *rateState) observe(r Rate) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r.Reset.After(s.now().Add(maxResetAhead)) {
+		r.Reset = time.Time{} // not believable: see maxResetAhead
+	}
 	s.server = r
 	if s.limit > 0 && r.Limit > 0 {
 		// Mautic's count is the truth where it is stricter.
 		if used := r.Limit - r.Remaining; r.Limit <= s.limit && used > s.used {
 			s.used = used
+			if s.store != nil && !s.start.IsZero() {
+				ctx, cancel := context.WithTimeout(context.Background(), rateStoreTimeout)
+				_ = s.store.Raise(ctx, s.start, used) // best effort: Mautic's headers still stop us
+				cancel()
+			}
 		}
 	}
 }
@@ -108,6 +215,25 @@ func WithRateBudget(limit int, window time.Duration) Option {
 			return fmt.Errorf("%w: rate budget needs a positive limit and window, got %d per %s", ErrInvalidOption, limit, window)
 		}
 		c.rate.limit, c.rate.window = limit, window
+		return nil
+	}
+}
+
+// WithSharedRateBudget is WithRateBudget with the count kept in store,
+// shared by every replica whose calls Mautic counts in one bucket (basic
+// auth; a shared OAuth2 token), so that together they make at most limit
+// calls per window. Windows start at multiples of window since the Unix
+// epoch. A call that cannot reach the store is not made: it fails with an
+// error that callers retry.
+func WithSharedRateBudget(limit int, window time.Duration, store RateStore) Option {
+	return func(c *Client) error {
+		if store == nil {
+			return fmt.Errorf("%w: a shared rate budget needs a store", ErrInvalidOption)
+		}
+		if err := WithRateBudget(limit, window)(c); err != nil {
+			return err
+		}
+		c.rate.store = store
 		return nil
 	}
 }

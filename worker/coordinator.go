@@ -179,12 +179,12 @@ func (c *coordinator) recover(ctx context.Context) {
 	for i, m := range msgs {
 		if ev, err := Decode(m.Data); err == nil {
 			evs[i] = ev
-			ids = append(ids, ev.ID)
+			ids = append(ids, ev.ID, deadLetterKey(m.Seq))
 		}
 	}
-	applied, err := c.w.ledger.Lookup(rctx, ids)
+	known, err := c.w.ledger.Lookup(rctx, ids)
 	if err != nil {
-		applied = nil
+		known = nil
 	}
 	until := time.Now().Add(c.opts.AckWait + 5*time.Second)
 	for i, m := range msgs {
@@ -192,8 +192,11 @@ func (c *coordinator) recover(ctx context.Context) {
 		if ev == nil {
 			continue // invalid: it has no lane
 		}
-		if e, ok := applied[ev.ID]; ok && e.State == LedgerApplied && e.Seq == m.Seq {
-			continue
+		if _, dead := known[deadLetterKey(m.Seq)]; dead {
+			continue // settled as a dead letter
+		}
+		if e, ok := known[ev.ID]; ok && e.State == LedgerApplied {
+			continue // applied (by this message, or it is a copy): its redelivery changes nothing
 		}
 		g := &pending{seq: m.Seq, ev: ev, keys: laneKeys(m.Subject, ev), ghostUntil: until}
 		c.lanes.add(g)
@@ -225,15 +228,12 @@ func (c *coordinator) accept(m Message, now time.Time) {
 	p := &pending{msg: m, seq: seq, touched: now, arrived: now}
 	c.held[seq] = p
 	ev, err := Decode(m.Data())
-	if d := c.deliveries(p); d > uint64(c.opts.MaxDeliveries) {
-		// Delivered again and again without an outcome: a message that
-		// stops the worker (a crash) or that nothing else could settle.
-		p.ev = ev
-		c.settle([]settleItem{{p, verdict{reason: ReasonMaxDeliveries,
-			err: "delivered " + strconv.FormatUint(d, 10) + " times without an outcome, over WORKER_MAX_DELIVERIES=" + strconv.Itoa(c.opts.MaxDeliveries)}}})
+	if c.overDelivered(p) {
+		p.ev, p.busy = ev, true
 		return
 	}
 	if err != nil {
+		p.busy = true
 		c.settle([]settleItem{{p, verdict{reason: ReasonInvalidEvent, err: err.Error()}}})
 		return
 	}
@@ -242,6 +242,19 @@ func (c *coordinator) accept(m Message, now time.Time) {
 	p.keys = laneKeys(m.Subject(), ev)
 	c.lanes.add(p)
 	c.consider(p, now)
+}
+
+// overDelivered dead-letters a message delivered again and again without
+// an outcome: one that stops the worker (a crash) or that nothing else
+// could settle. It reports whether it did.
+func (c *coordinator) overDelivered(p *pending) bool {
+	d := c.deliveries(p)
+	if d <= uint64(c.opts.MaxDeliveries) {
+		return false
+	}
+	c.settle([]settleItem{{p, verdict{reason: ReasonMaxDeliveries,
+		err: "delivered " + strconv.FormatUint(d, 10) + " times without an outcome, over WORKER_MAX_DELIVERIES=" + strconv.Itoa(c.opts.MaxDeliveries)}}})
+	return true
 }
 
 // consider schedules p when it heads its lanes, or merges it into the
@@ -501,9 +514,13 @@ func (c *coordinator) revive(g *pending, m Message, now time.Time) {
 		g.span = c.w.startEventSpan(g.ev, m.Subject(), g.seq)
 	}
 	g.msg, g.touched, g.ghostUntil = m, now, time.Time{}
+	if g.arrived.IsZero() {
+		g.arrived = now
+	}
 	c.held[g.seq] = g
-	if d := c.deliveries(g); d > uint64(c.opts.MaxDeliveries)+1 {
-		c.log.Debug("revived message over its delivery count", zap.Uint64("stream_seq", g.seq))
+	if c.overDelivered(g) {
+		g.busy = true // settling; it keeps its place in the lanes until then
+		return
 	}
 	if c.lanes.ready(g) {
 		c.schedule(g, now)

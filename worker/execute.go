@@ -212,6 +212,9 @@ func (w *Worker) checkLedger(ctx context.Context, ops []*op) ([]*op, []opResult,
 		if !o.checked {
 			for _, p := range o.events {
 				ids = append(ids, p.ev.ID)
+				if p.msg.NumDelivered() > 1 {
+					ids = append(ids, deadLetterKey(p.seq))
+				}
 			}
 		}
 	}
@@ -234,6 +237,11 @@ func (w *Worker) checkLedger(ctx context.Context, ops []*op) ([]*op, []opResult,
 		var rest []*pending
 		var out []settleItem
 		for _, p := range o.events {
+			if _, dead := known[deadLetterKey(p.seq)]; dead {
+				// Its dead letter is stored; only the Term was lost.
+				out = append(out, settleItem{p, verdict{reason: "stored", stored: true}})
+				continue
+			}
 			e, ok := known[p.ev.ID]
 			switch {
 			case !ok:

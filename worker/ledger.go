@@ -25,9 +25,15 @@ type Ledger interface {
 
 // Ledger states.
 const (
-	LedgerIntent  = "intent"  // a points call is about to be made
-	LedgerApplied = "applied" // the event took effect
+	LedgerIntent     = "intent"      // a points call is about to be made
+	LedgerApplied    = "applied"     // the event took effect
+	LedgerDeadLetter = "dead_letter" // the message's dead letter is stored (keyed by deadLetterKey)
 )
+
+// deadLetterKey is the ledger id under which a message's stored dead
+// letter is recorded, so that a redelivery (its Term was lost) is not
+// processed again.
+func deadLetterKey(seq uint64) string { return "\x00dead-letter:" + strconv.FormatUint(seq, 10) }
 
 // LedgerEntry is what the ledger knows of one event id.
 type LedgerEntry struct {
@@ -44,7 +50,7 @@ func (e LedgerEntry) String() string {
 // ParseLedgerEntry decodes LedgerEntry.String.
 func ParseLedgerEntry(s string) (LedgerEntry, error) {
 	parts := strings.Split(s, ":")
-	if len(parts) != 3 || (parts[0] != LedgerIntent && parts[0] != LedgerApplied) {
+	if len(parts) != 3 || (parts[0] != LedgerIntent && parts[0] != LedgerApplied && parts[0] != LedgerDeadLetter) {
 		return LedgerEntry{}, fmt.Errorf("worker: bad ledger entry %q", s)
 	}
 	seq, err1 := strconv.ParseUint(parts[1], 10, 64)

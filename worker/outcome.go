@@ -33,7 +33,10 @@ const (
 	HeaderStreamSeq  = contract.HeaderStreamSeq
 	HeaderDeliveries = contract.HeaderDeliveries
 	HeaderFailedAt   = contract.HeaderFailedAt
-	headerMsgID      = "Nats-Msg-Id"
+	// HeaderBodyOmitted, on a dead letter, gives the size of an input body
+	// left out because body and headers exceeded the server's size limit.
+	HeaderBodyOmitted = contract.HeaderBodyOmitted
+	headerMsgID       = "Nats-Msg-Id"
 )
 
 // maxErrorHeader is the contract's bound on Mautic-Sync-Error.
@@ -80,6 +83,9 @@ type verdict struct {
 	ignored   []IgnoredField
 	uncertain bool
 	note      string
+	// stored: the outcome (a dead letter) is already stored; settle only
+	// terminates the input.
+	stored bool
 }
 
 func applied(status, id int) verdict {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/mautic-sync/mautic-sync/mautic"
@@ -41,6 +42,10 @@ type Outbound struct {
 	Header map[string][]string
 	Data   []byte
 }
+
+// ErrTooLarge is returned (wrapped) by a Publisher for a message over the
+// server's size limit: publishing it again cannot succeed.
+var ErrTooLarge = errors.New("message over the server's size limit")
 
 // Publisher stores outcome messages durably.
 type Publisher interface {

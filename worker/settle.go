@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strconv"
 	"time"
 
 	"github.com/sethvargo/go-retry"
@@ -17,6 +19,9 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 	now := time.Now()
 	outs := make([]Outbound, len(items))
 	for i, it := range items {
+		if it.v.stored {
+			continue
+		}
 		if it.v.deadLetter() {
 			outs[i] = w.out.deadLetter(it.p.msg, it.v, now)
 		} else {
@@ -30,13 +35,20 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 		}
 	}
 	stored := make([]bool, len(items))
-	todo := make([]int, len(items))
-	for i := range todo {
-		todo[i] = i
+	var todo []int
+	for i, it := range items {
+		if it.v.stored {
+			stored[i] = true
+		} else {
+			todo = append(todo, i)
+		}
 	}
 	b := retry.WithCappedDuration(w.opts.RetryMax, retry.WithJitterPercent(20, retry.NewExponential(w.opts.RetryMin)))
 	logged := false
 	_ = retry.Do(ctx, b, func(ctx context.Context) error {
+		if len(todo) == 0 {
+			return nil
+		}
 		if len(applied) > 0 {
 			// Recorded before the outcome and the ack: a message redelivered
 			// after a crash finds it and is not applied again.
@@ -54,9 +66,16 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 		var failed []int
 		var firstErr error
 		for j, i := range todo {
-			if errs[j] == nil {
+			switch {
+			case errs[j] == nil:
 				stored[i] = true
-			} else {
+			case errors.Is(errs[j], ErrTooLarge) && items[i].v.deadLetter() && outs[i].Header[HeaderBodyOmitted] == nil:
+				// The body and our headers exceed the server's limit: store
+				// the dead letter without the body rather than never.
+				outs[i] = withoutBody(outs[i])
+				failed = append(failed, i)
+				firstErr = errs[j]
+			default:
 				failed = append(failed, i)
 				firstErr = errs[j]
 			}
@@ -75,6 +94,7 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 
 	ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	w.recordDeadLetters(ackCtx, items, stored)
 	for i, it := range items {
 		m := it.p.msg
 		var err error
@@ -92,11 +112,30 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 				zap.Uint64("stream_seq", it.p.seq), zap.Error(err))
 			continue
 		}
-		if stored[i] {
+		if stored[i] && !it.v.stored {
 			w.report(it, now)
 		}
 	}
 	return settleDone{items: items, stored: stored}
+}
+
+// recordDeadLetters notes in the ledger the messages whose dead letters
+// are now stored, before their Term: if the Term is lost, the redelivery
+// is terminated without being processed again. A failed note is logged;
+// the Term goes ahead (the outcome is stored).
+func (w *Worker) recordDeadLetters(ctx context.Context, items []settleItem, stored []bool) {
+	entries := map[string]LedgerEntry{}
+	for i, it := range items {
+		if stored[i] && it.v.deadLetter() && !it.v.stored {
+			entries[deadLetterKey(it.p.seq)] = LedgerEntry{State: LedgerDeadLetter, Seq: it.p.seq}
+		}
+	}
+	if len(entries) == 0 {
+		return
+	}
+	if err := w.ledger.Record(ctx, entries); err != nil {
+		w.log.Warn("recording dead letters in the ledger failed; a lost Term would process them again", zap.Error(err))
+	}
 }
 
 // report logs, counts and passes on one stored outcome.
@@ -145,4 +184,15 @@ func bestEffortID(body []byte) string {
 		return truncate(id, 200)
 	}
 	return ""
+}
+
+// withoutBody is a dead letter whose body is left out, flagged with its size.
+func withoutBody(o Outbound) Outbound {
+	h := make(map[string][]string, len(o.Header)+1)
+	for k, v := range o.Header {
+		h[k] = v
+	}
+	h[HeaderBodyOmitted] = []string{strconv.Itoa(len(o.Data))}
+	o.Header, o.Data = h, nil
+	return o
 }

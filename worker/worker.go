@@ -258,14 +258,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.health.setRunning(true)
 	defer w.health.setRunning(false)
 
+	c := newCoordinator(w)
+	c.recover(ctx) // before fetching, so that only an earlier worker's messages count
 	in := make(chan Message, 256)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(in)
 		return w.fetch(gctx, in)
 	})
-	c := newCoordinator(w)
-	c.recover(ctx)
 	g.Go(func() error { return c.run(gctx, in) })
 	if w.opts.FieldsRefresh > 0 {
 		g.Go(func() error { w.refreshFields(gctx); return nil })

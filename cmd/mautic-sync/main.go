@@ -61,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdDLQ(ctx, args, os.Stdin, stdout, stderr)
 	case "publish":
 		return cmdPublish(ctx, args, os.Stdin, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "mautic-sync", version())
 		return exitOK
@@ -89,6 +91,7 @@ Commands:
             (--dry-run shows the difference and changes nothing)
   dlq       list, show and redrive dead letters: dlq list|show|redrive
   publish   check an event against the contract and publish it (for producers)
+  bench     measure the real service on an embedded NATS server and the Mautic fake
   version   print the version
 
 Run 'mautic-sync <command> -h' for a command's flags.

@@ -20,6 +20,12 @@ mautic-sync manages are changed: subjects, duplicate window and storage of
 streams; ack policy, ack wait, max ack pending, max deliver and filter
 subjects of the consumer. Running it again changes nothing.
 
+With PARTITIONS set it partitions the input stream (a subject transform),
+creates one consumer per partition, narrows the unpartitioned consumer (if it
+exists) to the events stored before, and creates the members bucket of
+elastic mode; see docs/scaling.md. JETSTREAM_REPLICAS sets the replicas of
+what it creates.
+
 Exit codes: 0 done (or nothing to do), 1 NATS refused or is unreachable,
 2 bad usage or settings.`
 
@@ -43,7 +49,7 @@ func cmdProvision(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer nc.Close()
 
-	plan, err := provision.Run(ctx, js, topology(cfg), *dryRun)
+	plan, err := provision.RunWith(ctx, js, topology(cfg), provisionOptions(cfg), *dryRun)
 	if len(plan.Items) > 0 {
 		printPlan(stdout, plan)
 	}

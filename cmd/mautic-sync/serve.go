@@ -46,13 +46,24 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	cons, err := queue.Ensure(ctx, js, topology(cfg), cfg.CreateStreams)
+	in, err := openInputs(ctx, js, cfg, log, nil)
 	if err != nil {
 		return err
 	}
+	defer in.close(ctx, log) // a no-op once closed after the worker's drain
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ledger, err := queue.OpenLedger(ctx, js, queue.LedgerOptions{Bucket: cfg.Ledger.Bucket, TTL: cfg.Ledger.TTL, Create: cfg.CreateStreams})
+	ledgerOpts := queue.LedgerOptions{Bucket: cfg.Ledger.Bucket, TTL: cfg.Ledger.TTL, Create: cfg.CreateStreams}
+	if cfg.CreateStreams {
+		tokenBucket := ""
+		if cfg.Mautic.AuthMode() == "refresh_token" {
+			tokenBucket = cfg.Mautic.TokenBucket
+		}
+		if err := queue.EnsureReplicatedBuckets(ctx, js, cfg.Replicas, ledgerOpts, tokenBucket); err != nil {
+			return err
+		}
+	}
+	ledger, err := queue.OpenLedger(ctx, js, ledgerOpts)
 	if err != nil {
 		return err
 	}
@@ -67,12 +78,16 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 			return err
 		}
 	}
-	mc, err := newMauticClient(cfg.Mautic, store, mauticObserver(reg), tracer)
+	shared, err := rateOptions(ctx, js, cfg)
+	if err != nil {
+		return err
+	}
+	mc, err := newMauticClient(cfg.Mautic, store, mauticObserver(reg), tracer, shared...)
 	if err != nil {
 		return err
 	}
 
-	w, err := worker.New(jsworker.Source(queue.NewSource(cons)), jsworker.Publisher(queue.NewPublisher(js)), mc, worker.Options{
+	w, err := worker.New(in.source, jsworker.Publisher(queue.NewPublisher(js)), mc, worker.Options{
 		BatchSize:      cfg.Batch.Size,
 		Linger:         cfg.Batch.Linger,
 		Concurrency:    cfg.Worker.Concurrency,
@@ -87,7 +102,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 		ResultSubject:  cfg.Outcomes.ResultSubject,
 		DLQSubject:     cfg.Outcomes.DLQSubject,
 		Ledger:         jsworker.Ledger(ledger),
-		Recovery:       jsworker.Recovery(js, cons),
+		Recovery:       in.recovery,
 		Logger:         log,
 		Metrics:        worker.NewMetrics(reg),
 		Observer:       observer,
@@ -95,13 +110,15 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 	if err != nil {
 		return err
 	}
-	registerStateMetrics(reg, w, mc, cons)
+	registerStateMetrics(reg, w, mc, in.cons)
 
 	log.Info("mautic-sync started",
 		zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("stream", cfg.Stream.Name),
 		zap.String("consumer", cfg.Consumer.Name), zap.String("mautic", mautic.RedactedURL(cfg.Mautic.URL)),
 		zap.String("http", cfg.HTTP.Addr), zap.String("version", version()),
 		zap.String("mautic_auth", cfg.Mautic.AuthMode()), zap.Int("mautic_rate_budget", cfg.Mautic.RateLimit),
+		zap.Bool("mautic_rate_budget_shared", len(shared) > 0),
+		zap.Int("partitions", cfg.Partition.Count), zap.String("partition_mode", partitionMode(cfg)),
 		zap.Bool("tracing", tracer != nil))
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -126,6 +143,9 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 	}
 	g.Go(func() error {
 		err := w.Run(gctx)
+		// Give the partitions up (a no-op when unpartitioned): the worker
+		// holds none of their messages any more.
+		in.close(ctx, log)
 		// Flush acks and outcomes still buffered in the connection.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -142,6 +162,13 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 	return err
 }
 
+func partitionMode(cfg config.Config) string {
+	if !cfg.Partition.Partitioned() {
+		return "none"
+	}
+	return cfg.Partition.Mode
+}
+
 func topology(cfg config.Config) queue.Topology {
 	return queue.Topology{
 		Stream: cfg.Stream.Name, Subjects: cfg.Stream.Subjects, Duplicates: cfg.Stream.Duplicates,
@@ -152,8 +179,9 @@ func topology(cfg config.Config) queue.Topology {
 }
 
 // newMauticClient builds the client for the configured auth mode; store
-// is needed in refresh-token mode only.
-func newMauticClient(m config.Mautic, store mautic.TokenStore, observe func(mautic.Call), tracer trace.Tracer) (*mautic.Client, error) {
+// is needed in refresh-token mode only;
+// extra options (the shared rate budget) come last.
+func newMauticClient(m config.Mautic, store mautic.TokenStore, observe func(mautic.Call), tracer trace.Tracer, extra ...mautic.Option) (*mautic.Client, error) {
 	opts := []mautic.Option{mautic.WithTimeout(m.Timeout), mautic.WithUserAgent(m.UserAgent + "/" + version())}
 	if observe != nil {
 		opts = append(opts, mautic.WithObserver(observe))
@@ -172,7 +200,7 @@ func newMauticClient(m config.Mautic, store mautic.TokenStore, observe func(maut
 	if m.RateLimit > 0 {
 		opts = append(opts, mautic.WithRateBudget(m.RateLimit, m.RateWindow))
 	}
-	return mautic.NewClient(m.URL, opts...)
+	return mautic.NewClient(m.URL, append(opts, extra...)...)
 }
 
 // healthMux serves /healthz (the process works: NATS connected or

@@ -14,6 +14,10 @@ const (
 	HeaderStreamSeq  = "Mautic-Sync-Stream-Seq"
 	HeaderDeliveries = "Mautic-Sync-Deliveries"
 	HeaderFailedAt   = "Mautic-Sync-Failed-At"
+	// HeaderBodyOmitted is added (with the input's size in bytes) when the
+	// input body had to be left out: with the headers above it exceeded
+	// the server's max_payload. An addition to the contract.
+	HeaderBodyOmitted = "Mautic-Sync-Body-Omitted"
 
 	// HeaderPrefix starts every header mautic-sync adds to a dead letter.
 	HeaderPrefix = "Mautic-Sync-"

@@ -6,11 +6,16 @@ package jsworker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mautic-sync/mautic-sync/queue"
+	"github.com/mautic-sync/mautic-sync/queue/partition"
 	"github.com/mautic-sync/mautic-sync/worker"
 )
 
@@ -33,7 +38,13 @@ func (a publisher) Publish(ctx context.Context, msgs []worker.Outbound) []error 
 	for i, m := range msgs {
 		out[i] = queue.Outbound(m)
 	}
-	return a.p.Publish(ctx, out)
+	errs := a.p.Publish(ctx, out)
+	for i, err := range errs {
+		if errors.Is(err, nats.ErrMaxPayload) {
+			errs[i] = fmt.Errorf("%w: %w", worker.ErrTooLarge, err)
+		}
+	}
+	return errs
 }
 
 // Ledger adapts a queue.Ledger to worker.Ledger.
@@ -90,6 +101,32 @@ type recovery struct {
 
 func (r recovery) Unacked(ctx context.Context, limit int) ([]worker.StoredMessage, error) {
 	msgs, err := queue.Unacked(ctx, r.js, r.cons, limit)
+	out := make([]worker.StoredMessage, len(msgs))
+	for i, m := range msgs {
+		out[i] = worker.StoredMessage(m)
+	}
+	return out, err
+}
+
+// PartitionSource adapts a partitioned source (the partitions this
+// replica owns) to worker.Source.
+func PartitionSource(s *partition.Source) worker.Source { return partitionSource{s} }
+
+type partitionSource struct{ s *partition.Source }
+
+func (a partitionSource) Fetch(ctx context.Context, max int, wait time.Duration, deliver func(worker.Message)) error {
+	return a.s.Fetch(ctx, max, wait, func(m *partition.Message) { deliver(m) })
+}
+
+// PartitionRecovery lists the messages an earlier worker may have left
+// unacknowledged on the partition consumers this replica starts with
+// (partitions it acquires later are covered by the source's own gates).
+func PartitionRecovery(s *partition.Source) worker.Recovery { return partitionRecovery{s} }
+
+type partitionRecovery struct{ s *partition.Source }
+
+func (r partitionRecovery) Unacked(ctx context.Context, limit int) ([]worker.StoredMessage, error) {
+	msgs, err := r.s.Unacked(ctx, limit)
 	out := make([]worker.StoredMessage, len(msgs))
 	for i, m := range msgs {
 		out[i] = worker.StoredMessage(m)

@@ -4,11 +4,23 @@
 // what is missing, provision also updates existing streams and the
 // consumer, touching only the fields mautic-sync manages:
 //
-//   - streams: subjects, duplicate window, storage
-//   - consumer: ack policy, ack wait, max ack pending, max deliver, filter subjects
+//   - streams: subjects, duplicate window, storage, and the input stream's
+//     partition transform when partitioned
+//   - consumer: ack policy, ack wait, max ack pending, max deliver, filter
+//     subjects, and the priority policy of partition consumers
+//   - key-value buckets (the members of elastic partitioning, the shared
+//     rate budget): TTL, storage
 //
 // Every other setting of an existing stream or consumer (limits, replicas,
-// retention, descriptions, ...) is left as it is.
+// retention, descriptions, ...) is left as it is. Replicas are set on what
+// is created (Options.Replicas).
+//
+// Partitioned (Options.Partitioning.Count > 0): the input stream gets the
+// subject transform that puts the partition in the subject; each partition
+// gets its consumer (<consumer>-p<i>, pinned-client priority policy); the
+// unpartitioned consumer, when it exists, is narrowed to the subjects
+// stored before partitioning (<prefix>.*), so that it finishes those and
+// takes no partitioned message, and is never created. See docs/scaling.md.
 //
 // Plan compares and returns a structured Plan; Apply carries one out.
 package provision
@@ -19,6 +31,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -32,6 +45,7 @@ type Kind string
 const (
 	KindStream   Kind = "stream"
 	KindConsumer Kind = "consumer"
+	KindBucket   Kind = "key-value bucket"
 )
 
 // Action is what Apply does with an item.
@@ -54,6 +68,9 @@ const (
 	FieldMaxAckPending  = "max ack pending"
 	FieldMaxDeliver     = "max deliver"
 	FieldFilterSubjects = "filter subjects"
+	FieldTransform      = "subject transform"
+	FieldPriority       = "priority policy"
+	FieldTTL            = "ttl"
 )
 
 // Change is one managed field that differs. For a created item Old is "".
@@ -80,19 +97,25 @@ type Item struct {
 
 	stream   *jetstream.StreamConfig   // desired config to send
 	consumer *jetstream.ConsumerConfig // desired config to send
+	bucket   *jetstream.KeyValueConfig // desired config to send
 }
 
 // String names the item, e.g. "stream MAUTIC_CONTACTS" or
 // "consumer mautic-sync on stream MAUTIC_CONTACTS".
 func (it Item) String() string {
-	if it.Kind == KindConsumer {
+	switch it.Kind {
+	case KindConsumer:
 		return fmt.Sprintf("consumer %s on stream %s", it.Name, it.Stream)
+	case KindBucket:
+		return fmt.Sprintf("key-value bucket %s", it.Name)
 	}
 	return fmt.Sprintf("stream %s", it.Name)
 }
 
 // Plan is the comparison of the server's state with the topology: the
-// three streams (input, results, dead letters) and then the consumer.
+// three streams (input, results, dead letters), then the consumer (or, when
+// partitioned, the unpartitioned consumer if it exists and the partition
+// consumers), then the key-value buckets of Options.
 type Plan struct {
 	Items []Item
 }
@@ -121,38 +144,90 @@ func (p Plan) Blocked() []string {
 	return out
 }
 
+// Options are what provisioning needs beyond the topology.
+type Options struct {
+	// Partitioning, when Count > 0, partitions the input stream.
+	Partitioning queue.Partitioning
+	// Buckets are key-value buckets to create (the members bucket of
+	// elastic partitioning, the shared rate budget's bucket).
+	Buckets []jetstream.KeyValueConfig
+	// Replicas of what is created (0 or 1: one).
+	Replicas int
+}
+
 // NewPlan compares the server's streams and consumer with the topology.
 // It changes nothing.
 func NewPlan(ctx context.Context, js jetstream.JetStream, t queue.Topology) (Plan, error) {
+	return NewPlanWith(ctx, js, t, Options{})
+}
+
+// NewPlanWith is NewPlan with partitioning, buckets and replicas. It
+// changes nothing.
+func NewPlanWith(ctx context.Context, js jetstream.JetStream, t queue.Topology, o Options) (Plan, error) {
 	var p Plan
+	part := o.Partitioning
+	part.Replicas = o.Replicas
 	// As queue.Ensure creates them (descriptions are set on creation only).
-	wants := []struct {
-		name, desc string
-		subjects   []string
-	}{
-		{t.Stream, "contact-change events for mautic-sync", t.Subjects},
-		{t.ResultStream, "mautic-sync results, one per applied event", []string{t.ResultSubject}},
-		{t.DLQStream, "mautic-sync dead letters", []string{t.DLQSubject}},
-	}
-	for _, w := range wants {
-		it, err := planStream(ctx, js, jetstream.StreamConfig{
-			Name: w.name, Subjects: w.subjects, Duplicates: t.Duplicates, Storage: jetstream.FileStorage,
-			Description: w.desc,
-		})
+	wants := append([]jetstream.StreamConfig{queue.InputStreamConfig(t, part)}, queue.OutcomeStreamConfigs(t, o.Replicas)...)
+	for i, w := range wants {
+		it, err := planStream(ctx, js, w, i == 0 && part.Count > 0, part)
 		if err != nil {
 			return Plan{}, err
 		}
 		p.Items = append(p.Items, it)
 	}
-	it, err := planConsumer(ctx, js, t)
-	if err != nil {
-		return Plan{}, err
+	if part.Count == 0 {
+		it, err := planConsumer(ctx, js, t.Stream, unpartitionedConsumer(t), false)
+		if err != nil {
+			return Plan{}, err
+		}
+		p.Items = append(p.Items, it)
+	} else {
+		legacy := unpartitionedConsumer(t)
+		legacy.FilterSubject = part.LegacyFilter()
+		it, err := planConsumer(ctx, js, t.Stream, legacy, true)
+		if err != nil {
+			return Plan{}, err
+		}
+		if it.Action != Create { // exists: narrow it; missing: never create it
+			p.Items = append(p.Items, it)
+		}
+		for i := range part.Count {
+			it, err := planConsumer(ctx, js, t.Stream, queue.PartitionConsumerConfig(t, part, i), false)
+			if err != nil {
+				return Plan{}, err
+			}
+			p.Items = append(p.Items, it)
+		}
 	}
-	p.Items = append(p.Items, it)
+	for _, b := range o.Buckets {
+		b.Replicas = max(b.Replicas, o.Replicas, 1)
+		it, err := planBucket(ctx, js, b)
+		if err != nil {
+			return Plan{}, err
+		}
+		p.Items = append(p.Items, it)
+	}
 	return p, nil
 }
 
-func planStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (Item, error) {
+// unpartitionedConsumer is the durable consumer of an unpartitioned
+// stream, as queue.Ensure creates it.
+func unpartitionedConsumer(t queue.Topology) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       t.Consumer,
+		Description:   "mautic-sync worker",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       t.AckWait,
+		MaxAckPending: t.MaxAckPending,
+		MaxDeliver:    consumerMaxDeliver,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// planStream plans one stream; the input stream of a partitioned topology
+// (partitioned set) also has its subject transform managed.
+func planStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, partitioned bool, part queue.Partitioning) (Item, error) {
 	it := Item{Kind: KindStream, Name: want.Name}
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -162,6 +237,9 @@ func planStream(ctx context.Context, js jetstream.JetStream, want jetstream.Stre
 			{Field: FieldSubjects, New: listString(want.Subjects)},
 			{Field: FieldDuplicates, New: want.Duplicates.String()},
 			{Field: FieldStorage, New: storageString(want.Storage)},
+		}
+		if partitioned {
+			it.Changes = append(it.Changes, Change{Field: FieldTransform, New: queue.TransformString(want.SubjectTransform)})
 		}
 		return it, nil
 	}
@@ -182,6 +260,18 @@ func planStream(ctx context.Context, js jetstream.JetStream, want jetstream.Stre
 	if cur.Storage != want.Storage {
 		it.Changes = append(it.Changes, Change{Field: FieldStorage, Old: storageString(cur.Storage), New: storageString(want.Storage), Immutable: true})
 	}
+	if partitioned && !part.SameTransform(cur.SubjectTransform) {
+		// Adding the transform partitions what is stored from now on.
+		// Changing the number of partitions would move contacts between
+		// partitions while their older events wait in the old ones: it
+		// needs the drain described in docs/scaling.md, not an update.
+		c := Change{Field: FieldTransform, Old: queue.TransformString(cur.SubjectTransform), New: queue.TransformString(want.SubjectTransform)}
+		if cur.SubjectTransform != nil && cur.SubjectTransform.Destination != "" {
+			c.Immutable = true
+		}
+		it.Changes = append(it.Changes, c)
+		next.SubjectTransform = want.SubjectTransform
+	}
 	it.Action = Unchanged
 	if len(it.Changes) > 0 {
 		it.Action = Update
@@ -195,18 +285,12 @@ func planStream(ctx context.Context, js jetstream.JetStream, want jetstream.Stre
 // server must not drop messages silently first.
 const consumerMaxDeliver = -1
 
-func planConsumer(ctx context.Context, js jetstream.JetStream, t queue.Topology) (Item, error) {
-	it := Item{Kind: KindConsumer, Name: t.Consumer, Stream: t.Stream}
-	want := jetstream.ConsumerConfig{
-		Durable:       t.Consumer,
-		Description:   "mautic-sync worker",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       t.AckWait,
-		MaxAckPending: t.MaxAckPending,
-		MaxDeliver:    consumerMaxDeliver,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	cons, err := js.Consumer(ctx, t.Stream, t.Consumer)
+// planConsumer plans one consumer. keepOthers leaves the managed fields
+// other than the filter as they are (the unpartitioned consumer while it
+// finishes the messages stored before partitioning).
+func planConsumer(ctx context.Context, js jetstream.JetStream, stream string, want jetstream.ConsumerConfig, keepOthers bool) (Item, error) {
+	it := Item{Kind: KindConsumer, Name: want.Durable, Stream: stream}
+	cons, err := js.Consumer(ctx, stream, want.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		it.Action = Create
 		it.consumer = &want
@@ -215,15 +299,21 @@ func planConsumer(ctx context.Context, js jetstream.JetStream, t queue.Topology)
 			{Field: FieldAckWait, New: want.AckWait.String()},
 			{Field: FieldMaxAckPending, New: fmt.Sprint(want.MaxAckPending)},
 			{Field: FieldMaxDeliver, New: maxDeliverString(want.MaxDeliver)},
-			{Field: FieldFilterSubjects, New: filterString(nil)},
+			{Field: FieldFilterSubjects, New: filterString(filtersOf(want))},
+		}
+		if want.PriorityPolicy != jetstream.PriorityPolicyNone {
+			it.Changes = append(it.Changes, Change{Field: FieldPriority, New: priorityString(want)})
 		}
 		return it, nil
 	}
 	if err != nil {
-		return Item{}, fmt.Errorf("provision: look up consumer %s on stream %s: %w", t.Consumer, t.Stream, err)
+		return Item{}, fmt.Errorf("provision: look up consumer %s on stream %s: %w", want.Durable, stream, err)
 	}
 	cur := cons.CachedInfo().Config
 	next := cur
+	if keepOthers {
+		want.AckWait, want.MaxAckPending, want.MaxDeliver = cur.AckWait, cur.MaxAckPending, normMaxDeliver(cur.MaxDeliver)
+	}
 	if cur.AckPolicy != want.AckPolicy {
 		it.Changes = append(it.Changes, Change{Field: FieldAckPolicy, Old: ackPolicyString(cur.AckPolicy), New: ackPolicyString(want.AckPolicy), Immutable: true})
 	}
@@ -240,9 +330,13 @@ func planConsumer(ctx context.Context, js jetstream.JetStream, t queue.Topology)
 		next.MaxDeliver = want.MaxDeliver
 		next.BackOff = nil // a backoff list longer than MaxDeliver is refused
 	}
-	if filters := filtersOf(cur); len(filters) > 0 {
-		it.Changes = append(it.Changes, Change{Field: FieldFilterSubjects, Old: filterString(filters), New: filterString(nil)})
-		next.FilterSubject, next.FilterSubjects = "", nil
+	if filters, wantFilters := filtersOf(cur), filtersOf(want); !sameSet(filters, wantFilters) {
+		it.Changes = append(it.Changes, Change{Field: FieldFilterSubjects, Old: filterString(filters), New: filterString(wantFilters)})
+		next.FilterSubject, next.FilterSubjects = want.FilterSubject, want.FilterSubjects
+	}
+	if priorityString(cur) != priorityString(want) {
+		it.Changes = append(it.Changes, Change{Field: FieldPriority, Old: priorityString(cur), New: priorityString(want)})
+		next.PriorityPolicy, next.PriorityGroups, next.PinnedTTL = want.PriorityPolicy, want.PriorityGroups, want.PinnedTTL
 	}
 	it.Action = Unchanged
 	if len(it.Changes) > 0 {
@@ -269,12 +363,16 @@ func Apply(ctx context.Context, js jetstream.JetStream, p Plan) error {
 		switch {
 		case it.Action == Unchanged:
 			continue
-		case it.stream == nil && it.consumer == nil:
+		case it.stream == nil && it.consumer == nil && it.bucket == nil:
 			return fmt.Errorf("provision: %s: not from NewPlan", it)
 		case it.Kind == KindStream && it.Action == Create:
 			_, err = js.CreateStream(ctx, *it.stream)
 		case it.Kind == KindStream:
 			_, err = js.UpdateStream(ctx, *it.stream)
+		case it.Kind == KindBucket && it.Action == Create:
+			_, err = js.CreateKeyValue(ctx, *it.bucket)
+		case it.Kind == KindBucket:
+			_, err = js.UpdateKeyValue(ctx, *it.bucket)
 		case it.Action == Create:
 			_, err = js.CreateConsumer(ctx, it.Stream, *it.consumer)
 		default:
@@ -290,11 +388,75 @@ func Apply(ctx context.Context, js jetstream.JetStream, p Plan) error {
 // Run plans and, unless dryRun, applies. The plan is returned in both
 // cases (and with an apply error).
 func Run(ctx context.Context, js jetstream.JetStream, t queue.Topology, dryRun bool) (Plan, error) {
-	p, err := NewPlan(ctx, js, t)
+	return RunWith(ctx, js, t, Options{}, dryRun)
+}
+
+// RunWith is Run with partitioning, buckets and replicas.
+func RunWith(ctx context.Context, js jetstream.JetStream, t queue.Topology, o Options, dryRun bool) (Plan, error) {
+	p, err := NewPlanWith(ctx, js, t, o)
 	if err != nil || dryRun {
 		return p, err
 	}
 	return p, Apply(ctx, js, p)
+}
+
+// planBucket plans a key-value bucket: TTL and storage are managed.
+func planBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (Item, error) {
+	it := Item{Kind: KindBucket, Name: want.Bucket}
+	kv, err := js.KeyValue(ctx, want.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		it.Action = Create
+		it.bucket = &want
+		it.Changes = []Change{
+			{Field: FieldTTL, New: ttlString(want.TTL)},
+			{Field: FieldStorage, New: storageString(want.Storage)},
+		}
+		return it, nil
+	}
+	if err != nil {
+		return Item{}, fmt.Errorf("provision: look up key-value bucket %s: %w", want.Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return Item{}, fmt.Errorf("provision: key-value bucket %s: %w", want.Bucket, err)
+	}
+	info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+	next := jetstream.KeyValueConfig{Bucket: want.Bucket, Description: info.Config.Description, MaxValueSize: info.Config.MaxMsgSize,
+		History: uint8(max(info.Config.MaxMsgsPerSubject, 1)), TTL: info.Config.MaxAge, MaxBytes: info.Config.MaxBytes,
+		Storage: info.Config.Storage, Replicas: info.Config.Replicas, Compression: info.Config.Compression != jetstream.NoCompression}
+	if info.Config.MaxAge != want.TTL {
+		it.Changes = append(it.Changes, Change{Field: FieldTTL, Old: ttlString(info.Config.MaxAge), New: ttlString(want.TTL)})
+		next.TTL = want.TTL
+	}
+	if info.Config.Storage != want.Storage {
+		it.Changes = append(it.Changes, Change{Field: FieldStorage, Old: storageString(info.Config.Storage), New: storageString(want.Storage), Immutable: true})
+	}
+	it.Action = Unchanged
+	if len(it.Changes) > 0 {
+		it.Action = Update
+		it.bucket = &next
+	}
+	return it, nil
+}
+
+func ttlString(d time.Duration) string {
+	if d <= 0 {
+		return "none"
+	}
+	return d.String()
+}
+
+// priorityString shows a consumer's priority policy, its groups and pin
+// timeout; "none" without one.
+func priorityString(c jetstream.ConsumerConfig) string {
+	if c.PriorityPolicy == jetstream.PriorityPolicyNone {
+		return "none"
+	}
+	s := queue.PriorityPolicyString(c.PriorityPolicy) + " " + listString(c.PriorityGroups)
+	if c.PriorityPolicy == jetstream.PriorityPolicyPinned {
+		s += " pin timeout " + c.PinnedTTL.String()
+	}
+	return s
 }
 
 func filtersOf(c jetstream.ConsumerConfig) []string {
