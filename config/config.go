@@ -94,8 +94,8 @@ type Partition struct {
 	// that ends the host name (a StatefulSet pod's name).
 	Index    int           `env:"REPLICA_INDEX" default:"-1" desc:"static mode: this replica's index, from 0; -1 takes the ordinal that ends the host name (StatefulSet pod mautic-sync-2 is 2)"`
 	Replicas int           `env:"REPLICA_COUNT" default:"0" desc:"static mode: the number of replicas (1 to PARTITIONS)"`
-	Takeover time.Duration `env:"PARTITION_TAKEOVER" default:"10s" desc:"elastic mode: how long a replica that stopped (killed, cut off) keeps its partitions before the others take them over"`
-	Bucket   string        `env:"PARTITION_BUCKET" default:"MAUTIC_SYNC_MEMBERS" desc:"elastic mode: JetStream key-value bucket in which replicas announce themselves"`
+	Takeover time.Duration `env:"PARTITION_TAKEOVER" default:"10s" desc:"how long a replica that stopped without giving its partitions up (killed, cut off) keeps them before another takes them over (in static mode: its restarted self)"`
+	Bucket   string        `env:"PARTITION_BUCKET" default:"MAUTIC_SYNC_MEMBERS" desc:"elastic mode: JetStream key-value bucket in which replicas announce themselves and claim partitions"`
 }
 
 // Partitioned reports whether the input stream is consumed in partitions.

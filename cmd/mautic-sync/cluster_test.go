@@ -106,6 +106,7 @@ type child struct {
 
 	mu     sync.Mutex
 	owned  map[int]bool
+	wanted []int // its share, as it last logged it
 	events []ownership
 	tail   []string // its last log lines, for failures
 }
@@ -126,9 +127,13 @@ func (c *child) watchLog(r io.Reader, all func(ownership)) {
 		var l struct {
 			Msg       string `json:"msg"`
 			Partition *int   `json:"partition"`
+			Wanted    []int  `json:"wanted"`
 		}
 		_ = json.Unmarshal([]byte(line), &l)
 		c.mu.Lock()
+		if l.Msg == "partition membership changed" {
+			c.wanted = l.Wanted
+		}
 		c.tail = append(c.tail, line)
 		if len(c.tail) > 40 {
 			c.tail = c.tail[1:]
@@ -190,7 +195,7 @@ func TestClusterPartitionedModel(t *testing.T) {
 		// The pins and the membership entry time out after takeover; the
 		// others notice within a heartbeat (takeover/4) and pull within a
 		// fetch (1s). The rest is slack for a loaded machine.
-		takeoverBound = takeover + takeover/4 + time.Second + 3*time.Second
+		takeoverBound = takeover + takeover/4 + time.Second + 4*time.Second
 	)
 	n, contacts := 600, 40
 	if v, err := strconv.Atoi(os.Getenv("MAUTIC_SYNC_CLUSTER_EVENTS")); err == nil && v > 0 {
@@ -395,11 +400,25 @@ func TestClusterPartitionedModel(t *testing.T) {
 		t.Errorf("takeover took %s, more than %s", takeoverTime, takeoverBound)
 	}
 
-	// The replica comes back (a new member): partitions move to it.
+	// The replica comes back (a new member): partitions move to it once
+	// their owners have given them up.
 	back := start(victim.name + "-restarted")
 	waitFor(t, 30*time.Second, func() error {
-		if l, err := members.List(ctx); err != nil || len(l) != 3 {
-			return fmt.Errorf("members %v (%v)", l, err)
+		back.mu.Lock()
+		wanted := slices.Clone(back.wanted)
+		back.mu.Unlock()
+		if len(wanted) == 0 {
+			return fmt.Errorf("the restarted replica wants no partition yet")
+		}
+		for _, c := range children {
+			if c == back || c == victim {
+				continue
+			}
+			for _, p := range c.ownedNow() {
+				if slices.Contains(wanted, p) {
+					return fmt.Errorf("%s still owns partition %d, wanted by the restarted replica", c.name, p)
+				}
+			}
 		}
 		return nil
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/mautic-sync/mautic-sync/config"
@@ -184,6 +185,22 @@ func rateOptions(ctx context.Context, js jetstream.JetStream, cfg config.Config)
 		return nil, err
 	}
 	return []mautic.Option{mautic.WithSharedRateBudget(m.RateLimit, m.RateWindow, store)}, nil
+}
+
+// registerPartitionMetrics registers, in partitioned mode, the number of
+// partitions this replica owns (holds the pin of) and wants (its share).
+func registerPartitionMetrics(reg prometheus.Registerer, in inputs) {
+	if in.parts == nil {
+		return
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mautic_sync_partitions_owned",
+			Help: "Partitions this replica consumes now (holds the pin of; a pin is given with a partition's first message)."},
+			func() float64 { return float64(len(in.parts.Owned())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mautic_sync_partitions_wanted",
+			Help: "Partitions this replica's share is (elastic: from the live members; static: from REPLICA_INDEX)."},
+			func() float64 { return float64(len(in.parts.Wanted())) }),
+	)
 }
 
 // partitionsConsumer is what the consumer gauges read in partitioned mode:

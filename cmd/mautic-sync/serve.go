@@ -111,6 +111,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 		return err
 	}
 	registerStateMetrics(reg, w, mc, in.cons)
+	registerPartitionMetrics(reg, in)
 
 	log.Info("mautic-sync started",
 		zap.String("nats", nc.ConnectedUrlRedacted()), zap.String("stream", cfg.Stream.Name),

@@ -42,8 +42,9 @@
 // So on acquiring a partition the Source reads the partition's messages
 // between the consumer's ack floor and its last delivery that it does not
 // hold itself, and holds back every newer message of the same subject (the
-// contact key) until the older ones come back, or until AckWait plus five
-// seconds have passed (they were acknowledged after all). Held-back messages
+// contact key) until the older ones come back, the ack floor passes them
+// (they were acknowledged after all), or AckWait plus five seconds have
+// passed (acknowledged above the floor). Held-back messages
 // are kept alive with in-progress acknowledgements. Messages of other
 // contacts flow at once.
 package partition
@@ -170,6 +171,25 @@ func (p *part) pullable() bool {
 	return p.claimed && (p.desired || len(p.naked) > 0) && len(p.ready) == 0
 }
 
+// replace puts m in the place of an earlier delivery of its message that
+// this source holds back, parks or has ready, and reports whether there
+// was one. Lock held.
+func (p *part) replace(m *Message) bool {
+	lists := [][]*Message{p.parked, p.ready}
+	if p.gate != nil {
+		lists = append(lists, p.gate.held)
+	}
+	for _, l := range lists {
+		for i, h := range l {
+			if h.seq == m.seq {
+				l[i] = m
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // mine reports whether the partition's new messages go to the worker:
 // wanted and claimed. Lock held.
 func (p *part) mine() bool { return p.desired && p.claimed }
@@ -236,10 +256,14 @@ func New(ctx context.Context, js jetstream.JetStream, consumers []jetstream.Cons
 	}
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = cancel
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go func() {
 		defer s.bg.Done()
-		s.background(bctx)
+		s.coordinate(bctx)
+	}()
+	go func() {
+		defer s.bg.Done()
+		s.maintain(bctx)
 	}()
 	return s, nil
 }
@@ -249,12 +273,37 @@ func (s *Source) tick() time.Duration {
 	return max(min(s.o.Partitioning.PinTTL/4, time.Second, s.o.AckWait/6), 50*time.Millisecond)
 }
 
-// background keeps the membership, the pins and held-back messages alive,
-// moves partitions this replica no longer wants, and lets gates expire.
-func (s *Source) background(ctx context.Context) {
+// coordinate keeps the membership and the claims (elastic mode), moves
+// partitions this replica no longer wants, and drops from gates what the
+// ack floor shows acknowledged: the steps that talk to JetStream and may
+// wait on it.
+func (s *Source) coordinate(ctx context.Context) {
 	t := time.NewTicker(s.tick())
 	defer t.Stop()
-	var lastBeat, lastTouch time.Time
+	var lastBeat time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now := time.Now(); s.o.Mode == Elastic && now.Sub(lastBeat) >= s.o.Takeover/4 {
+			lastBeat = now
+			if err := s.heartbeat(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("partition membership: announcing, listing or claiming failed; retrying", zap.Error(err))
+			}
+		}
+		s.releaseUnwanted(ctx)
+		s.settleGates(ctx)
+	}
+}
+
+// maintain keeps the pins and the messages this source holds alive, and
+// lets gates expire: the steps that must not wait behind a slow request.
+func (s *Source) maintain(ctx context.Context) {
+	t := time.NewTicker(s.tick())
+	defer t.Stop()
+	var lastTouch time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -262,15 +311,7 @@ func (s *Source) background(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		if s.o.Mode == Elastic && now.Sub(lastBeat) >= s.o.Takeover/4 {
-			lastBeat = now
-			if err := s.heartbeat(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("partition membership: announcing or listing failed; retrying", zap.Error(err))
-			}
-		}
 		s.keepAlive(ctx, now)
-		s.releaseUnwanted(ctx)
-		s.settleGates(ctx)
 		s.expireGates(now)
 		if now.Sub(lastTouch) >= s.o.AckWait/3 {
 			lastTouch = now
@@ -483,9 +524,11 @@ func (s *Source) Fetch(ctx context.Context, max int, wait time.Duration, deliver
 	var errs []error
 	launched := 0
 	for {
-		free := max - reserved
+		// What may still come: the requests out (at most their size) and
+		// what was delivered (counted twice while its request is out:
+		// erring on the safe side of max).
 		dmu.Lock()
-		free -= delivered
+		free := max - reserved - delivered
 		dmu.Unlock()
 		left := time.Until(deadline)
 		if free > 0 && left > 20*time.Millisecond && ctx.Err() == nil {
@@ -544,10 +587,7 @@ func (s *Source) Fetch(ctx context.Context, max int, wait time.Duration, deliver
 		}
 		r := <-results
 		delete(active, r.p)
-		reserved -= r.n
-		dmu.Lock()
-		// delivered already counts what came; the reservation is released.
-		dmu.Unlock()
+		reserved -= r.n // delivered already counts what came of it
 		s.mu.Lock()
 		r.p.hot = r.got >= r.n
 		s.mu.Unlock()
@@ -615,7 +655,10 @@ func (s *Source) acquire(ctx context.Context, p *part, pin string) {
 	s.mu.Lock()
 	wasOwned := p.owned
 	p.owned, p.pin = true, pin
-	ours := len(p.holding)
+	ours := len(p.holding) + len(p.ready) + len(p.parked)
+	if p.gate != nil {
+		ours += len(p.gate.held)
+	}
 	s.mu.Unlock()
 
 	var outstanding []queue.StoredMsg
@@ -634,11 +677,19 @@ func (s *Source) acquire(ctx context.Context, p *part, pin string) {
 			g.add(m.Seq, m.Subject)
 		}
 	}
-	if len(g.out) > 0 || g.all {
-		p.gate = g
-	} else {
-		p.gate = nil
+	// What this source has in hand is not outstanding; what an earlier
+	// gate held back stays held back (now behind the new gate).
+	for _, m := range append(slices.Clone(p.ready), p.parked...) {
+		g.remove(m.seq)
 	}
+	if old := p.gate; old != nil {
+		for _, h := range old.held {
+			g.remove(h.seq)
+			g.held = insertSorted(g.held, h)
+		}
+	}
+	p.gate = g
+	s.openGate(p) // drops it when nothing is outstanding
 	s.mu.Unlock()
 	what := "acquired"
 	if wasOwned {
@@ -662,6 +713,12 @@ func (s *Source) lose(p *part) {
 // older message of its subject may still come.
 func (s *Source) admit(p *part, m *Message, give func(*Message)) {
 	s.mu.Lock()
+	if p.replace(m) {
+		// A redelivery of a message this source holds (its AckWait ran
+		// out): keep the fresh delivery in its place.
+		s.mu.Unlock()
+		return
+	}
 	back := p.naked[m.seq]
 	delete(p.naked, m.seq)
 	if !p.mine() && !back {
