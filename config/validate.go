@@ -128,6 +128,9 @@ func (c Config) validateJetStream(add func(string, ...any)) {
 	if c.Consumer.AckWait < defaultMinAckWait {
 		add("CONSUMER_ACK_WAIT must be at least %s, got %s", defaultMinAckWait, c.Consumer.AckWait)
 	}
+	if c.Consumer.AckWait > 0 && c.Batch.Linger >= c.Consumer.AckWait/3 {
+		add("BATCH_LINGER (%s) must be under a third of CONSUMER_ACK_WAIT (%s): held messages are kept alive every third of it", c.Batch.Linger, c.Consumer.AckWait)
+	}
 	if c.Consumer.MaxAckPending < c.Batch.Size {
 		add("CONSUMER_MAX_ACK_PENDING (%d) must be at least BATCH_SIZE (%d), or batches can never fill", c.Consumer.MaxAckPending, c.Batch.Size)
 	}
