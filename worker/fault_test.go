@@ -436,9 +436,12 @@ func TestFaultOutcomeStreamsRefusePublishes(t *testing.T) {
 	stored := len(f.streamMsgs(f.topo.ResultStream))
 	calls := f.fake.RequestCount()
 	seqs = append(seqs, f.publishEvents(events[third:2*third])...)
-	// Mautic is called for the new events, but nothing is stored or acked.
+	// Mautic is called for the new events (each contact's first one: its
+	// later events wait for that outcome, which cannot be stored; batching
+	// makes the number of calls depend on the stream), but nothing is
+	// stored or acked.
 	waitFor(t, 20*time.Second, func() error {
-		if f.fake.RequestCount() < calls+5 {
+		if f.fake.RequestCount() < calls+1 {
 			return fmt.Errorf("%d Mautic calls for the new events", f.fake.RequestCount()-calls)
 		}
 		return nil
