@@ -378,8 +378,8 @@ func (c *coordinator) startCall(k queueKey, ops []*op) {
 	c.inflight++
 	c.w.inflight.Add(1)
 	c.wg.Go(func() {
-		defer c.w.inflight.Add(-1)
 		res := c.w.execute(c.workCtx, k, ops)
+		c.w.inflight.Add(-1) // before the hand-over, which may wait for the coordinator
 		c.done <- callDone{results: res}
 	})
 }
