@@ -199,9 +199,17 @@ func TestLocalInfraCounts(t *testing.T) {
 	if s := get(); s != http.StatusTooManyRequests {
 		t.Errorf("third call: %d, want 429", s)
 	}
-	st, err := inf.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// A client can have its answer before the middleware has recorded the
+	// call's end: wait for all three.
+	var st InfraStats
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var err error
+		if st, err = inf.Stats(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st.Calls == 3 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if st.Calls != 3 || st.Status429 != 1 || st.MaxInflight != 2 {
 		t.Errorf("stats %+v", st)
