@@ -333,17 +333,7 @@ func TestClusterPartitionedModel(t *testing.T) {
 			seqOf[i] = ack.Sequence
 		}
 	}
-	outcomes := func() int {
-		total := 0
-		for _, name := range []string{"MAUTIC_SYNC_RESULTS", "MAUTIC_SYNC_DLQ"} {
-			if s, err := js.Stream(ctx, name); err == nil {
-				if info, err := s.Info(ctx); err == nil {
-					total += int(info.State.Msgs)
-				}
-			}
-		}
-		return total
-	}
+	outcomes := func() int { return outcomeCount(ctx, js) }
 	// Three parts: before the replica is killed, while its partitions are
 	// taken over, and while it is back and a NATS node goes down.
 	cut1, cut2 := len(events)*2/5, len(events)*7/10

@@ -259,17 +259,7 @@ func TestCrashSafetyModel(t *testing.T) {
 		}
 		seqOf[i] = ack.Sequence
 	}
-	outcomes := func() int {
-		total := 0
-		for _, name := range []string{"MAUTIC_SYNC_RESULTS", "MAUTIC_SYNC_DLQ"} {
-			if s, err := js.Stream(ctx, name); err == nil {
-				if info, err := s.Info(ctx); err == nil {
-					total += int(info.State.Msgs)
-				}
-			}
-		}
-		return total
-	}
+	outcomes := func() int { return outcomeCount(ctx, js) }
 	for k := range kills {
 		target := (k + 1) * len(events) / (kills + 2)
 		target += r.IntN(len(events)/(kills+2) + 1)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -144,4 +145,17 @@ func checkRun(t *testing.T, js jetstream.JetStream, fake *mautictest.Server, eve
 	if got := fake.MaxConcurrentWritesPerContact(); got > 1 {
 		t.Errorf("%d concurrent writes for one contact", got)
 	}
+}
+
+// outcomeCount is the number of results and dead letters stored.
+func outcomeCount(ctx context.Context, js jetstream.JetStream) int {
+	total := 0
+	for _, name := range []string{"MAUTIC_SYNC_RESULTS", "MAUTIC_SYNC_DLQ"} {
+		if s, err := js.Stream(ctx, name); err == nil {
+			if info, err := s.Info(ctx); err == nil {
+				total += int(info.State.Msgs)
+			}
+		}
+	}
+	return total
 }

@@ -70,17 +70,7 @@ func TestStaticReplicasInProcess(t *testing.T) {
 			seqOf[i] = ack.Sequence
 		}
 	}
-	outcomes := func() int {
-		n := 0
-		for _, s := range []string{"MAUTIC_SYNC_RESULTS", "MAUTIC_SYNC_DLQ"} {
-			if st, err := js.Stream(ctx, s); err == nil {
-				if info, err := st.Info(ctx); err == nil {
-					n += int(info.State.Msgs)
-				}
-			}
-		}
-		return n
-	}
+	outcomes := func() int { return outcomeCount(ctx, js) }
 	publish(0, 100)
 	waitFor(t, 30*time.Second, func() error {
 		if n := outcomes(); n < 50 {
