@@ -232,21 +232,25 @@ func (e *Event) decodeData(data map[string]json.RawMessage) error {
 
 func (e *Event) decodeUpsert(data map[string]json.RawMessage) error {
 	if raw, ok := data["fields"]; ok && !isNull(raw) {
-		var fields map[string]json.RawMessage
+		// One decoder for the whole object (not one per value: this runs
+		// for every upsert).
+		var fields map[string]any
 		if strictUnmarshal(raw, &fields) != nil || fields == nil {
 			return invalid("data.fields", "must be an object of field alias to value")
 		}
-		e.Fields = make(map[string]any, len(fields))
 		for k, v := range fields {
 			if k == "" || reservedFieldKeys[k] {
 				return invalid("data.fields", "%q is not a field alias", k)
 			}
-			val, err := scalar(v)
-			if err != nil {
-				return invalid("data.fields."+k, "%s", err)
+			switch v.(type) {
+			case string, json.Number, bool, nil:
+			case map[string]any:
+				return invalid("data.fields."+k, "must be a string, number, boolean or null, got an object")
+			default:
+				return invalid("data.fields."+k, "must be a string, number, boolean or null, got an array")
 			}
-			e.Fields[k] = val
 		}
+		e.Fields = fields
 		if s, ok := e.Fields["email"].(string); ok && e.MauticID == 0 && e.Email != "" &&
 			!strings.EqualFold(strings.TrimSpace(s), e.Email) {
 			return invalid("data.fields.email", "differs from data.email; to change a contact's email, name it by mautic_id")
@@ -361,18 +365,6 @@ func positiveInt(raw json.RawMessage) (int, error) {
 	return n, nil
 }
 
-// scalar reads a field value: string, number, boolean or null.
-func scalar(raw json.RawMessage) (any, error) {
-	var v any
-	if err := strictUnmarshal(raw, &v); err != nil {
-		return nil, err
-	}
-	switch v.(type) {
-	case string, json.Number, bool, nil:
-		return v, nil
-	}
-	return nil, fmt.Errorf("must be a string, number, boolean or null, got %s", describe(raw))
-}
 
 func describe(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
