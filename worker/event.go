@@ -365,7 +365,6 @@ func positiveInt(raw json.RawMessage) (int, error) {
 	return n, nil
 }
 
-
 func describe(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
