@@ -25,10 +25,14 @@ func TestKEDAScaledObject(t *testing.T) {
 			t.Fatalf("want one ScaledObject, have %d", len(r.scaledObjects))
 		}
 		so := r.scaledObjects[0]
-		d, _ := r.workload(t)
+		w, _ := r.workload(t)
 		ref := so.Spec.ScaleTargetRef
-		if ref.Name != d.Name || (ref.Kind != "" && ref.Kind != "Deployment") || (ref.APIVersion != "" && ref.APIVersion != "apps/v1") {
-			t.Errorf("scaleTargetRef %+v does not name the Deployment %s", ref, d.Name)
+		if w.kind != "Deployment" {
+			// Only the elastic mode follows a changing replica count.
+			t.Fatalf("a ScaledObject scales the %s %s: static partitions need REPLICA_COUNT changed with the replicas, which an HPA cannot do", w.kind, w.name)
+		}
+		if ref.Name != w.name || (ref.Kind != "" && ref.Kind != "Deployment") || (ref.APIVersion != "" && ref.APIVersion != "apps/v1") {
+			t.Errorf("scaleTargetRef %+v does not name the Deployment %s", ref, w.name)
 		}
 		partitions, err := strconv.Atoi(r.setting(t, "PARTITIONS"))
 		if err != nil {

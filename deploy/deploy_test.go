@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -31,9 +32,9 @@ import (
 )
 
 const (
-	// containerName is the container of the Deployment that runs mautic-sync.
+	// containerName is the container of the workload that runs mautic-sync.
 	containerName = "mautic-sync"
-	// credentialsSecret is the Secret the Deployment reads credentials from.
+	// credentialsSecret is the Secret the workload reads credentials from.
 	credentialsSecret = "mautic-sync-credentials"
 	// flushAllowance is how long mautic-sync may still flush NATS and stop
 	// its HTTP server after WORKER_DRAIN_TIMEOUT.
@@ -49,17 +50,20 @@ type renderCase struct {
 }
 
 // cases is filled by TestMain: the base, the example overlay, the
-// partitioned overlay, and the base with each component alone (synthetic
+// partitioned overlays, and the base with each component alone (synthetic
 // overlays in a temporary copy).
 var cases []renderCase
 
-// variants are components that change how mautic-sync runs rather than
-// add to it: the example overlay leaves them out, and an overlay of their
-// own shows them.
-var variants = map[string]bool{"partitioned": true}
-
-// partitionedOverlay is what overlays/partitioned uses.
-var partitionedOverlay = []string{"servicemonitor", "prometheusrule", "grafana-dashboard", "keda", "partitioned"}
+// variantOverlays maps the variants, the components that change how
+// mautic-sync runs rather than add to it, to the components their overlay
+// (overlays/<variant>) uses, in order. The example overlay leaves the
+// variants out.
+var variantOverlays = map[string][]string{
+	// keda first: partitioned widens its ScaledObject.
+	"partitioned": {"servicemonitor", "prometheusrule", "grafana-dashboard", "keda", "partitioned"},
+	// No keda: the static mode's replica count is fixed.
+	"partitioned-static": {"servicemonitor", "prometheusrule", "grafana-dashboard", "partitioned-static"},
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
@@ -104,14 +108,16 @@ func setUpCases(tmp string) ([]renderCase, error) {
 	}
 	var example []string
 	for _, n := range names {
-		if !variants[n] {
+		if _, variant := variantOverlays[n]; !variant {
 			example = append(example, n)
 		}
 	}
 	out := []renderCase{
 		{name: "base", dir: "base"},
 		{name: "overlays/example", dir: filepath.Join("overlays", "example"), components: example},
-		{name: "overlays/partitioned", dir: filepath.Join("overlays", "partitioned"), components: partitionedOverlay},
+	}
+	for _, v := range slices.Sorted(maps.Keys(variantOverlays)) {
+		out = append(out, renderCase{name: "overlays/" + v, dir: filepath.Join("overlays", v), components: variantOverlays[v]})
 	}
 	for _, d := range []string{"base", "components"} {
 		if err := os.CopyFS(filepath.Join(tmp, d), os.DirFS(d)); err != nil {
@@ -147,6 +153,7 @@ type rendered struct {
 	objects []object
 
 	deployments     []appsv1.Deployment
+	statefulSets    []appsv1.StatefulSet
 	services        []corev1.Service
 	configMaps      []corev1.ConfigMap
 	secrets         []corev1.Secret
@@ -222,6 +229,8 @@ func (r *rendered) decode(o object) error {
 	switch o.apiVersion + " " + o.kind {
 	case "apps/v1 Deployment":
 		return decodeInto(o.yaml, &r.deployments)
+	case "apps/v1 StatefulSet":
+		return decodeInto(o.yaml, &r.statefulSets)
 	case "v1 Service":
 		return decodeInto(o.yaml, &r.services)
 	case "v1 ConfigMap":
@@ -382,20 +391,59 @@ func forEachCase(t *testing.T, f func(t *testing.T, r *rendered)) {
 	}
 }
 
-// workload returns the Deployment and its mautic-sync container.
-func (r *rendered) workload(t *testing.T) (*appsv1.Deployment, *corev1.Container) {
+// workload is what runs mautic-sync's pods: the base's Deployment, or the
+// StatefulSet of the static partitioned variant. The fields point into the
+// decoded object.
+type workload struct {
+	kind, name string
+	replicas   *int32 // nil: not set (an HPA owns it, or the default 1)
+	selector   *metav1.LabelSelector
+	template   *corev1.PodTemplateSpec
+
+	deployment  *appsv1.Deployment  // when kind is Deployment
+	statefulSet *appsv1.StatefulSet // when kind is StatefulSet
+}
+
+// workload returns the one Deployment or StatefulSet and its mautic-sync
+// container.
+func (r *rendered) workload(t *testing.T) (*workload, *corev1.Container) {
 	t.Helper()
-	if len(r.deployments) != 1 {
-		t.Fatalf("want exactly one Deployment, have %d", len(r.deployments))
+	var w *workload
+	switch {
+	case len(r.deployments) == 1 && len(r.statefulSets) == 0:
+		d := &r.deployments[0]
+		w = &workload{kind: "Deployment", name: d.Name, replicas: d.Spec.Replicas, selector: d.Spec.Selector, template: &d.Spec.Template, deployment: d}
+	case len(r.statefulSets) == 1 && len(r.deployments) == 0:
+		s := &r.statefulSets[0]
+		w = &workload{kind: "StatefulSet", name: s.Name, replicas: s.Spec.Replicas, selector: s.Spec.Selector, template: &s.Spec.Template, statefulSet: s}
+	default:
+		t.Fatalf("want exactly one Deployment or StatefulSet, have %d and %d", len(r.deployments), len(r.statefulSets))
 	}
-	d := &r.deployments[0]
-	for i := range d.Spec.Template.Spec.Containers {
-		if c := &d.Spec.Template.Spec.Containers[i]; c.Name == containerName {
-			return d, c
+	for i := range w.template.Spec.Containers {
+		if c := &w.template.Spec.Containers[i]; c.Name == containerName {
+			return w, c
 		}
 	}
-	t.Fatalf("Deployment %s has no container %q", d.Name, containerName)
+	t.Fatalf("%s %s has no container %q", w.kind, w.name, containerName)
 	return nil, nil
+}
+
+// podOrdinals lists the pods whose settings differ: the ordinals of a
+// StatefulSet's pods, or -1 for a Deployment's pods (all alike).
+func (r *rendered) podOrdinals(t *testing.T) []int {
+	t.Helper()
+	w, _ := r.workload(t)
+	if w.kind != "StatefulSet" {
+		return []int{-1}
+	}
+	if w.replicas == nil || *w.replicas < 1 {
+		t.Fatalf("StatefulSet %s must set replicas (at least 1)", w.name)
+	}
+	out := make([]int, *w.replicas)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 func (r *rendered) configMap(name string) *corev1.ConfigMap {
@@ -420,19 +468,43 @@ func settingDefaults() (defaults map[string]string, secrets map[string]bool) {
 	return defaults, secrets
 }
 
-// setting is the value the container gets for key: from its env, else from
-// the ConfigMaps it reads with envFrom (a later source wins, as in
-// Kubernetes), else the default of config.Settings().
+// setting is the value every pod's container gets for key: from its env,
+// else from the ConfigMaps it reads with envFrom (a later source wins, as in
+// Kubernetes), else the default of config.Settings(). A value that differs
+// between pods (the downward API's pod index) is an error here: see
+// podSetting.
 func (r *rendered) setting(t *testing.T, key string) string {
 	t.Helper()
-	_, c := r.workload(t)
+	return r.podSetting(t, key, -1)
+}
+
+// podIndexFieldPath is the downward API's path of a StatefulSet pod's
+// ordinal (the label exists from Kubernetes 1.28).
+var podIndexFieldPath = "metadata.labels['" + appsv1.PodIndexLabel + "']"
+
+// podSetting is setting for the pod with the given ordinal of a
+// StatefulSet, whose env may take its ordinal from the downward API (-1: a
+// value the same in every pod).
+func (r *rendered) podSetting(t *testing.T, key string, ordinal int) string {
+	t.Helper()
+	w, c := r.workload(t)
 	for _, e := range c.Env {
-		if e.Name == key {
-			if e.ValueFrom != nil {
-				t.Fatalf("%s is set with valueFrom; the tests read settings from ConfigMaps and plain values", key)
-			}
+		if e.Name != key {
+			continue
+		}
+		if e.ValueFrom == nil {
 			return e.Value
 		}
+		f := e.ValueFrom.FieldRef
+		switch {
+		case f == nil || f.FieldPath != podIndexFieldPath:
+			t.Fatalf("%s is set with valueFrom %+v; the tests know plain values, ConfigMaps and the fieldRef %s", key, e.ValueFrom, podIndexFieldPath)
+		case w.kind != "StatefulSet":
+			t.Fatalf("%s comes from the label %s, which only a StatefulSet's pods have, not a %s's", key, appsv1.PodIndexLabel, w.kind)
+		case ordinal < 0:
+			t.Fatalf("%s differs between pods (the pod index): read it with podSetting", key)
+		}
+		return strconv.Itoa(ordinal)
 	}
 	value, found := "", false
 	for _, ef := range c.EnvFrom {
@@ -519,16 +591,21 @@ func envFile(t *testing.T, path string) (active map[string]string, commented map
 
 // TestRenderAndDecodeStrictly renders every kustomization with kustomize as
 // a library and decodes each object strictly (render does both); it also
-// pins which kinds the base and each component add.
+// pins which kinds the base and each component add (or replace).
 func TestRenderAndDecodeStrictly(t *testing.T) {
 	baseKinds := []string{"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"}
 	componentKinds := map[string][]string{
-		"servicemonitor":    {"ServiceMonitor"},
-		"prometheusrule":    {"PrometheusRule"},
-		"grafana-dashboard": {"ConfigMap"},
-		"keda":              {"ScaledObject"},
-		"nack":              {"Consumer", "KeyValue", "Stream"},
-		"partitioned":       {}, // changes the Deployment and the ScaledObject
+		"servicemonitor":     {"ServiceMonitor"},
+		"prometheusrule":     {"PrometheusRule"},
+		"grafana-dashboard":  {"ConfigMap"},
+		"keda":               {"ScaledObject"},
+		"nack":               {"Consumer", "KeyValue", "Stream"},
+		"partitioned":        {}, // changes the Deployment and the ScaledObject
+		"partitioned-static": {"StatefulSet"},
+	}
+	// replacedKinds: the base's kinds a component turns into another.
+	replacedKinds := map[string][]string{
+		"partitioned-static": {"Deployment"}, // it becomes the StatefulSet
 	}
 	names, err := componentNames()
 	if err != nil {
@@ -544,6 +621,9 @@ func TestRenderAndDecodeStrictly(t *testing.T) {
 			t.Fatal("rendered nothing")
 		}
 		want := slices.Clone(baseKinds)
+		for _, c := range r.components {
+			want = slices.DeleteFunc(want, func(k string) bool { return slices.Contains(replacedKinds[c], k) })
+		}
 		for _, c := range r.components {
 			want = append(want, componentKinds[c]...)
 		}
@@ -588,8 +668,8 @@ func TestKustomizationFilesAreStrict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 3+len(names) {
-		t.Errorf("found kustomizations %v, want the base, the example and partitioned overlays and %d components", files, len(names))
+	if len(files) != 2+len(variantOverlays)+len(names) {
+		t.Errorf("found kustomizations %v, want the base, the example overlay, the overlays %v and %d components", files, slices.Sorted(maps.Keys(variantOverlays)), len(names))
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -613,18 +693,22 @@ func TestKustomizationFilesAreStrict(t *testing.T) {
 				t.Errorf("%s does not use ../../base", f)
 			}
 			for _, n := range names {
-				if uses := slices.Contains(k.Components, "../../components/"+n); uses == variants[n] {
-					t.Errorf("%s: uses component %s = %v, want %v (the example shows every add-on, and no variant)", f, n, uses, !variants[n])
+				_, variant := variantOverlays[n]
+				if uses := slices.Contains(k.Components, "../../components/"+n); uses == variant {
+					t.Errorf("%s: uses component %s = %v, want %v (the example shows every add-on, and no variant)", f, n, uses, !variant)
 				}
 			}
 		}
-		if f == filepath.Join("overlays", "partitioned", "kustomization.yaml") {
+		for v, components := range variantOverlays {
+			if f != filepath.Join("overlays", v, "kustomization.yaml") {
+				continue
+			}
 			var want []string
-			for _, n := range partitionedOverlay {
+			for _, n := range components {
 				want = append(want, "../../components/"+n)
 			}
 			if !slices.Equal(k.Components, want) || !slices.Contains(k.Resources, "../../base") {
-				t.Errorf("%s uses %v %v, want ../../base and %v (partitioned after keda)", f, k.Resources, k.Components, want)
+				t.Errorf("%s uses %v %v, want ../../base and %v (in this order)", f, k.Resources, k.Components, want)
 			}
 		}
 	}
@@ -689,7 +773,11 @@ func TestReadmeNamesEveryComponent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range append(names, "secret.example.yaml", "overlays/example", "overlays/partitioned", "docs/scaling.md") {
+	mentions := slices.Concat(names, []string{"secret.example.yaml", "overlays/example", "docs/scaling.md"})
+	for v := range variantOverlays {
+		mentions = append(mentions, "overlays/"+v)
+	}
+	for _, n := range mentions {
 		if !bytes.Contains(b, []byte(n)) {
 			t.Errorf("deploy/README.md does not mention %s", n)
 		}

@@ -105,7 +105,7 @@ func TestProbesUseRealPathsOnHTTPAddrPort(t *testing.T) {
 func TestEnvNamesAreSettings(t *testing.T) {
 	defaults, secrets := settingDefaults()
 	forEachCase(t, func(t *testing.T, r *rendered) {
-		d, c := r.workload(t)
+		w, c := r.workload(t)
 		for _, e := range c.Env {
 			if _, ok := defaults[e.Name]; !ok {
 				t.Errorf("env %s is not a setting of config.Settings()", e.Name)
@@ -150,7 +150,7 @@ func TestEnvNamesAreSettings(t *testing.T) {
 				t.Errorf("%s is required by `mautic-sync run` but empty", key)
 			}
 		}
-		if len(d.Spec.Template.Spec.Containers) != 1 || len(d.Spec.Template.Spec.InitContainers) != 0 {
+		if len(w.template.Spec.Containers) != 1 || len(w.template.Spec.InitContainers) != 0 {
 			t.Errorf("want exactly the container %s", containerName)
 		}
 		if len(c.Args) != 1 || c.Args[0] != "run" || len(c.Command) != 0 {
@@ -248,9 +248,9 @@ func TestSecretExample(t *testing.T) {
 // drain plus its flushing before it kills the pod.
 func TestGracePeriodCoversDrain(t *testing.T) {
 	forEachCase(t, func(t *testing.T, r *rendered) {
-		d, _ := r.workload(t)
+		w, _ := r.workload(t)
 		drain := r.duration(t, "WORKER_DRAIN_TIMEOUT")
-		g := d.Spec.Template.Spec.TerminationGracePeriodSeconds
+		g := w.template.Spec.TerminationGracePeriodSeconds
 		if g == nil {
 			t.Fatal("terminationGracePeriodSeconds is not set (the default 30s does not cover the drain)")
 		}
@@ -265,8 +265,8 @@ func TestGracePeriodCoversDrain(t *testing.T) {
 // emptyDir writable, requests and limits set.
 func TestPodIsLockedDown(t *testing.T) {
 	forEachCase(t, func(t *testing.T, r *rendered) {
-		d, c := r.workload(t)
-		ps := d.Spec.Template.Spec
+		w, c := r.workload(t)
+		ps := w.template.Spec
 		if ps.EnableServiceLinks == nil || *ps.EnableServiceLinks {
 			t.Error("enableServiceLinks must be false")
 		}
@@ -357,20 +357,31 @@ func TestPodIsLockedDown(t *testing.T) {
 // owns the count), replaced with Recreate so that two workers never
 // overlap; in partitioned mode (PARTITIONS set) up to one replica per
 // partition, rolled out new pod first (a partition moves to the new pod
-// once the old one has finished what it holds).
+// once the old one has finished what it holds). A StatefulSet runs the
+// static partitioned mode (TestStaticPartitionsStatefulSet).
 func TestSingleReplicaUnlessPartitioned(t *testing.T) {
 	forEachCase(t, func(t *testing.T, r *rendered) {
-		d, _ := r.workload(t)
+		w, _ := r.workload(t)
 		partitions, err := strconv.Atoi(r.setting(t, "PARTITIONS"))
 		if err != nil {
 			t.Fatalf("PARTITIONS: %v", err)
 		}
-		if len(r.scaledObjects) > 0 && d.Spec.Replicas != nil {
-			t.Error("with a ScaledObject the Deployment must not set replicas (the HPA owns them)")
+		if len(r.scaledObjects) > 0 && w.replicas != nil {
+			t.Errorf("with a ScaledObject the %s must not set replicas (the HPA owns them)", w.kind)
 		}
-		if !selects(t, d.Spec.Selector, d.Spec.Template.Labels) {
-			t.Error("the Deployment's selector does not match its pod labels")
+		if !selects(t, w.selector, w.template.Labels) {
+			t.Errorf("the %s's selector does not match its pod labels", w.kind)
 		}
+		if partitions > 0 && w.replicas != nil && int(*w.replicas) > partitions {
+			t.Errorf("replicas %d above PARTITIONS %d: the extra ones would only stand by", *w.replicas, partitions)
+		}
+		if w.kind == "StatefulSet" {
+			if partitions == 0 {
+				t.Error("a StatefulSet without PARTITIONS: one unpartitioned replica is a Deployment with Recreate")
+			}
+			return
+		}
+		d := w.deployment
 		if partitions == 0 {
 			if d.Spec.Replicas != nil && *d.Spec.Replicas != 1 {
 				t.Errorf("replicas %d: mautic-sync runs as one replica unless partitioned", *d.Spec.Replicas)
@@ -379,9 +390,6 @@ func TestSingleReplicaUnlessPartitioned(t *testing.T) {
 				t.Errorf("strategy %q: use Recreate so that a rollout never runs two workers at once", d.Spec.Strategy.Type)
 			}
 			return
-		}
-		if d.Spec.Replicas != nil && int(*d.Spec.Replicas) > partitions {
-			t.Errorf("replicas %d above PARTITIONS %d: the extra ones would only stand by", *d.Spec.Replicas, partitions)
 		}
 		if mode := r.setting(t, "PARTITION_MODE"); mode != "elastic" {
 			t.Errorf("PARTITION_MODE=%q in a Deployment: static mode needs a StatefulSet's stable pod names", mode)
@@ -393,32 +401,48 @@ func TestSingleReplicaUnlessPartitioned(t *testing.T) {
 	})
 }
 
-// TestSettingsValidate: the settings every kustomization gives the
-// container (with credentials as the Secret would add them) pass the
-// service's own validation, so that no overlay ships a combination it
-// refuses at start (e.g. PARTITIONS with several STREAM_SUBJECTS).
-func TestSettingsValidate(t *testing.T) {
+// loadSettings runs the settings the container of the pod with the given
+// ordinal gets (see podSetting; -1 for a Deployment's pods), with
+// credentials as the Secret would add them, through the config package's
+// parsing and validation, as `mautic-sync run` does at start. It sets the
+// environment for the rest of t.
+func (r *rendered) loadSettings(t *testing.T, ordinal int) (config.Config, error) {
+	t.Helper()
 	defaults, _ := settingDefaults()
+	env := map[string]string{"MAUTIC_USERNAME": "api", "MAUTIC_PASSWORD": "from-the-secret"}
+	for k := range defaults {
+		if _, set := env[k]; !set {
+			env[k] = r.podSetting(t, k, ordinal)
+		}
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return config.Load()
+}
+
+// TestSettingsValidate: the settings every kustomization gives the
+// container of each pod (with credentials as the Secret would add them)
+// pass the service's own validation, so that no overlay ships a combination
+// it refuses at start (e.g. PARTITIONS with several STREAM_SUBJECTS).
+func TestSettingsValidate(t *testing.T) {
 	forEachCase(t, func(t *testing.T, r *rendered) {
-		env := map[string]string{"MAUTIC_USERNAME": "api", "MAUTIC_PASSWORD": "from-the-secret"}
-		for k := range defaults {
-			if _, set := env[k]; !set {
-				env[k] = r.setting(t, k)
+		for _, ordinal := range r.podOrdinals(t) {
+			if _, err := r.loadSettings(t, ordinal); err != nil {
+				pod := ""
+				if ordinal >= 0 {
+					pod = fmt.Sprintf(" of pod %d", ordinal)
+				}
+				t.Errorf("the rendered settings%s do not validate:\n%v", pod, err)
 			}
-		}
-		for k, v := range env {
-			t.Setenv(k, v)
-		}
-		if _, err := config.Load(); err != nil {
-			t.Errorf("the rendered settings do not validate:\n%v", err)
 		}
 	})
 }
 
 func TestServiceAndDisruptionBudget(t *testing.T) {
 	forEachCase(t, func(t *testing.T, r *rendered) {
-		d, c := r.workload(t)
-		podLabels := d.Spec.Template.Labels
+		w, c := r.workload(t)
+		podLabels := w.template.Labels
 		port := r.httpPort(t)
 		if len(r.services) != 1 {
 			t.Fatalf("want one Service (metrics), have %d", len(r.services))
@@ -497,13 +521,13 @@ func TestNetworkPolicy(t *testing.T) {
 		{53, corev1.ProtocolTCP}:   "DNS",
 	}
 	forEachCase(t, func(t *testing.T, r *rendered) {
-		d, c := r.workload(t)
+		w, c := r.workload(t)
 		metricsPort := r.httpPort(t)
 		if len(r.networkPolicies) != 1 {
 			t.Fatalf("want one NetworkPolicy, have %d", len(r.networkPolicies))
 		}
 		np := r.networkPolicies[0]
-		if !selects(t, &np.Spec.PodSelector, d.Spec.Template.Labels) {
+		if !selects(t, &np.Spec.PodSelector, w.template.Labels) {
 			t.Fatal("the NetworkPolicy does not select the pods")
 		}
 		types := map[string]bool{}
@@ -569,10 +593,10 @@ func TestNetworkPolicy(t *testing.T) {
 // config.env point into the mount of the optional NATS Secret.
 func TestNATSFilesAreMountedFromTheSecret(t *testing.T) {
 	r := render(t, cases[0])
-	d, c := r.workload(t)
+	w, c := r.workload(t)
 	var mountPath string
 	for _, m := range c.VolumeMounts {
-		for _, v := range d.Spec.Template.Spec.Volumes {
+		for _, v := range w.template.Spec.Volumes {
 			if v.Name == m.Name && v.Secret != nil {
 				mountPath = m.MountPath
 			}

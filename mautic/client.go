@@ -239,10 +239,11 @@ func (c *Client) do(ctx context.Context, route, method, path string, query url.V
 		u += "?" + query.Encode()
 	}
 	for attempt := 0; ; attempt++ {
-		if err := c.rate.acquire(); err != nil {
+		if err := c.rate.acquire(ctx); err != nil {
 			return nil, err
 		}
 		resp, err := c.send(ctx, route, method, u, payload)
+		c.rate.release()
 		if err != nil {
 			return resp, err
 		}

@@ -212,3 +212,48 @@ func TestObserverSeesEveryRequest(t *testing.T) {
 		t.Errorf("observed %v", routes)
 	}
 }
+
+// Calls in flight count against the Remaining Mautic last reported: eight
+// concurrent callers on a limit of 12 (learned from one call's headers)
+// make exactly the 11 calls left and collect no 429, where each would
+// otherwise go out on the same stale Remaining.
+func TestRateLimitCountsCallsInFlight(t *testing.T) {
+	fake := mautictest.NewServer(mautictest.WithBasicAuth("u", "p"), mautictest.WithRateLimit(12, time.Hour),
+		mautictest.WithLatency(20*time.Millisecond, 0))
+	defer fake.Close()
+	c, _ := mautic.NewClient(fake.URL(), mautic.WithBasicAuth("u", "p"))
+	ctx := context.Background()
+	if _, _, err := c.BatchUpsert(ctx, []mautic.Contact{{"email": "first@x.io"}}); err != nil {
+		t.Fatal(err) // learns limit 12, remaining 11
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, local, got429 := 0, 0, 0
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 4 {
+				_, _, err := c.BatchUpsert(ctx, []mautic.Contact{{"email": fmt.Sprintf("f%d-%d@x.io", w, i)}})
+				var re *mautic.RateLimitError
+				mu.Lock()
+				switch {
+				case err == nil:
+					ok++
+				case errors.As(err, &re) && re.Local:
+					local++
+				case errors.As(err, &re):
+					got429++
+				default:
+					t.Errorf("call: %v", err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if got429 != 0 || ok != 11 || local != 32-11 {
+		t.Errorf("%d made, %d refused locally, %d 429s; want 11, 21, 0", ok, local, got429)
+	}
+	if n := fake.RequestCount(); n != 12 {
+		t.Errorf("%d requests reached Mautic, want 12", n)
+	}
+}

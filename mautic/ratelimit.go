@@ -17,6 +17,10 @@ type rateState struct {
 	mu     sync.Mutex
 	now    func() time.Time
 	server Rate
+	// inflight counts calls sent whose answer has not been observed: the
+	// Remaining of the last answer does not count them yet.
+	inflight int
+	released chan struct{} // closed by release; made by a waiting acquire
 
 	// Client-side budget; limit 0 means none.
 	limit  int
@@ -85,14 +89,58 @@ func (m *MemoryRateStore) Raise(_ context.Context, start time.Time, n int) error
 // clock reaches Reset (whole seconds), and our request must arrive after.
 const resetMargin = time.Second
 
-// acquire reserves one call, or says when calls may resume.
-func (s *rateState) acquire() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	if s.server.Limit > 0 && s.server.Remaining <= 0 && now.Before(s.server.Reset.Add(resetMargin)) {
-		return &RateLimitError{Rate: s.server, Reset: s.server.Reset.Add(resetMargin), Local: true}
+// acquire reserves one call, or says when calls may resume. A reserved
+// call is released with release once its answer (or failure) is in.
+//
+// Mautic's last reported Remaining is taken to be used up by the calls in
+// flight, so that N concurrent calls do not all go out on the last one
+// remaining and collect N-1 429s: a call that finds what is left held by
+// calls in flight waits for one of their answers (which update Remaining)
+// or for ctx.
+func (s *rateState) acquire(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		now := s.now()
+		if s.server.Limit > 0 && s.server.Remaining-s.inflight <= 0 && now.Before(s.server.Reset.Add(resetMargin)) {
+			if s.server.Remaining <= 0 {
+				defer s.mu.Unlock()
+				return &RateLimitError{Rate: s.server, Reset: s.server.Reset.Add(resetMargin), Local: true}
+			}
+			if s.released == nil {
+				s.released = make(chan struct{})
+			}
+			wait := s.released
+			s.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		err := s.acquireBudget(now)
+		if err == nil {
+			s.inflight++
+		}
+		s.mu.Unlock()
+		return err
 	}
+}
+
+// release ends a call reserved by acquire, after its answer's headers were
+// observed.
+func (s *rateState) release() {
+	s.mu.Lock()
+	s.inflight--
+	if s.released != nil {
+		close(s.released)
+		s.released = nil
+	}
+	s.mu.Unlock()
+}
+
+// acquireBudget takes one call from the client-side budget, if any.
+func (s *rateState) acquireBudget(now time.Time) error {
 	if s.limit <= 0 {
 		return nil
 	}
@@ -169,6 +217,11 @@ func (s *rateState) observe(r Rate) {
 	defer s.mu.Unlock()
 	if r.Reset.After(s.now().Add(maxResetAhead)) {
 		r.Reset = time.Time{} // not believable: see maxResetAhead
+	}
+	if r.Limit == s.server.Limit && r.Reset.Equal(s.server.Reset) && r.Remaining > s.server.Remaining {
+		// An answer overtaken by a later one of the same window: its
+		// count is older.
+		r.Remaining = s.server.Remaining
 	}
 	s.server = r
 	if s.limit > 0 && r.Limit > 0 {

@@ -11,14 +11,14 @@ func TestLimiterGrowsWithDemandAndBacksOff(t *testing.T) {
 		t.Fatalf("start %d, want 4", got)
 	}
 	for range 100 {
-		l.succeeded() // no demand: no growth
+		l.succeeded(100*time.Millisecond, 200) // no demand: no growth
 	}
 	if got := l.current(); got != 4 {
 		t.Errorf("grew to %d without demand", got)
 	}
 	for range 200 {
 		l.waiting()
-		l.succeeded()
+		l.succeeded(100*time.Millisecond, 200)
 	}
 	if got := l.current(); got != 16 {
 		t.Errorf("limit %d after sustained demand, want the maximum 16", got)
@@ -43,9 +43,44 @@ func TestLimiterGrowsWithDemandAndBacksOff(t *testing.T) {
 func TestLimiterFixed(t *testing.T) {
 	l := newLimiter(3, 1, 16)
 	l.waiting()
-	l.succeeded()
+	l.succeeded(100*time.Millisecond, 200)
 	l.overloaded()
 	if got := l.current(); got != 3 {
 		t.Errorf("fixed limit moved to %d", got)
+	}
+}
+
+// Latency that rises with the limit (Mautic queueing the calls) stops the
+// growth and cuts the limit; latency that stays where it was lets it grow;
+// batch size alone (small calls are faster) is no signal.
+func TestLimiterBacksOffOnLatency(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := newLimiter(0, 1, 16)
+	l.now = func() time.Time { return now }
+	for i := range 40 {
+		l.waiting()
+		l.succeeded(350*time.Millisecond, 200)
+		l.succeeded(time.Duration(150+i%3)*time.Millisecond, 2) // smaller calls, own baseline
+		now = now.Add(100 * time.Millisecond)
+	}
+	grown := l.current()
+	if grown <= 4 {
+		t.Fatalf("limit %d after 40 calls at steady latency with demand, want growth above 4", grown)
+	}
+	for range 40 { // Mautic slows down as calls pile up: 350 ms -> 700 ms
+		l.waiting()
+		l.succeeded(700*time.Millisecond, 200)
+		now = now.Add(100 * time.Millisecond)
+	}
+	if got := l.current(); got >= grown {
+		t.Errorf("limit %d after latency doubled, want below %d", got, grown)
+	}
+	fast := newLimiter(0, 1, 16)
+	for i := range 200 { // scheduling noise of sub-millisecond calls
+		fast.waiting()
+		fast.succeeded(time.Duration(200+i%7*300)*time.Microsecond, 50)
+	}
+	if got := fast.current(); got != 16 {
+		t.Errorf("limit %d with jittery fast calls, want the maximum 16", got)
 	}
 }

@@ -38,7 +38,7 @@ func (p *pending) ghost() bool { return !p.ghostUntil.IsZero() }
 // stepQueue holds ops waiting for a call of one kind.
 type stepQueue struct {
 	ops   []*op
-	since time.Time // when the oldest op arrived
+	since time.Time // when the oldest op was first queued (see enqueue)
 }
 
 type callDone struct {
@@ -329,8 +329,15 @@ func (c *coordinator) enqueue(o *op, now time.Time) {
 		q = &stepQueue{}
 		c.queues[k] = q
 	}
-	if len(q.ops) == 0 {
-		q.since = now
+	// An event lingers once: an op's later steps (the points call after
+	// the lookup, the segment add after the upsert) are due by the time
+	// its first step was, so that a two-step event at light load does not
+	// wait for a batch to fill twice.
+	if o.queued.IsZero() {
+		o.queued = now
+	}
+	if len(q.ops) == 0 || o.queued.Before(q.since) {
+		q.since = o.queued
 	}
 	q.ops = append(q.ops, o)
 }
@@ -340,6 +347,9 @@ func (c *coordinator) dispatch(now time.Time) {
 	if c.draining || c.w.gate.has(PauseRateLimited) {
 		return // a used-up rate limit: no call until it resets
 	}
+	if c.fenced(now) {
+		return
+	}
 	for {
 		var best *stepQueue
 		var bestKey queueKey
@@ -347,8 +357,7 @@ func (c *coordinator) dispatch(now time.Time) {
 			if len(q.ops) == 0 {
 				continue
 			}
-			ripe := len(q.ops) >= k.kind.limit(c.opts.BatchSize) || now.Sub(q.since) >= c.opts.Linger
-			if ripe && (best == nil || q.since.Before(best.since)) {
+			if c.ripe(k, q, now) && (best == nil || q.since.Before(best.since)) {
 				best, bestKey = q, k
 			}
 		}
@@ -358,6 +367,9 @@ func (c *coordinator) dispatch(now time.Time) {
 		if c.inflight >= c.w.conc.current() {
 			c.w.conc.waiting()
 			return
+		}
+		if c.dropDisowned(best, now) {
+			continue // the queue changed: look again
 		}
 		n := min(len(best.ops), bestKey.kind.limit(c.opts.BatchSize))
 		batch := slices.Clone(best.ops[:n])
@@ -369,6 +381,92 @@ func (c *coordinator) dispatch(now time.Time) {
 		}
 		c.startCall(bestKey, batch)
 	}
+}
+
+// fenced checks the source's lease (partitioned consumption): while it is
+// unconfirmed no call starts, and fetching pauses.
+func (c *coordinator) fenced(now time.Time) bool {
+	l, ok := c.w.src.(Lease)
+	if !ok {
+		return false
+	}
+	why, fenced := l.Fenced(now)
+	switch {
+	case fenced && !c.w.gate.has(PauseFenced):
+		c.log.Warn("pausing Mautic calls: this replica's partitions may be taken over", zap.String("reason", why))
+		c.w.gate.close(PauseFenced, why, time.Time{})
+	case !fenced && c.w.gate.has(PauseFenced):
+		c.log.Info("partition ownership confirmed again; resuming")
+		c.w.gate.open(PauseFenced)
+	}
+	return fenced
+}
+
+// dropDisowned hands back, unapplied, the ops of q whose messages belong
+// to partitions this replica lost (its lease lapsed and another replica
+// owns them now), and reports whether it dropped any.
+func (c *coordinator) dropDisowned(q *stepQueue, now time.Time) bool {
+	l, ok := c.w.src.(Lease)
+	if !ok {
+		return false
+	}
+	kept := q.ops[:0]
+	var lost []*op
+	for _, o := range q.ops {
+		if slices.ContainsFunc(o.events, func(p *pending) bool { return !l.Owns(p.msg) }) {
+			lost = append(lost, o)
+		} else {
+			kept = append(kept, o)
+		}
+	}
+	if len(lost) == 0 {
+		return false
+	}
+	clear(q.ops[len(kept):])
+	q.ops = kept
+	if len(q.ops) == 0 {
+		for k, v := range c.queues {
+			if v == q {
+				delete(c.queues, k)
+			}
+		}
+	}
+	n := 0
+	for _, o := range lost {
+		for _, p := range o.events {
+			n++
+			c.dropDisownedOne(p, now)
+		}
+	}
+	c.log.Warn("handed back messages of partitions another replica owns now", zap.Int("messages", n))
+	return true
+}
+
+// dropDisownedOne hands p back like dropOne and schedules what it woke in
+// its lanes (of the same contact, so of the same lost partition: their
+// dispatch drops them in turn).
+func (c *coordinator) dropDisownedOne(p *pending, now time.Time) {
+	if _, ok := c.held[p.seq]; !ok {
+		return
+	}
+	c.nak(p.msg, 0)
+	endEventSpan(p.span, "handed_back", "", "")
+	delete(c.held, p.seq)
+	delete(c.systemic, p.seq)
+	if p.keys != nil {
+		for _, next := range c.lanes.remove(p) {
+			if !next.busy && !next.ghost() {
+				c.schedule(next, now)
+			}
+		}
+	}
+	c.w.release(1)
+}
+
+// ripe reports whether q's batch is to be sent now: it is full, or its
+// oldest op has lingered long enough.
+func (c *coordinator) ripe(k queueKey, q *stepQueue, now time.Time) bool {
+	return len(q.ops) >= k.kind.limit(c.opts.BatchSize) || now.Sub(q.since) >= c.opts.Linger
 }
 
 func (c *coordinator) startCall(k queueKey, ops []*op) {
@@ -397,7 +495,7 @@ func (c *coordinator) arm(t *time.Timer, now time.Time) {
 			next = g.ghostUntil
 		}
 	}
-	if len(c.queues) > 0 && !c.w.gate.isOpen() {
+	if (len(c.queues) > 0 || c.w.gate.has(PauseFenced)) && !c.w.gate.isOpen() {
 		if p := now.Add(pausePoll); p.Before(next) {
 			next = p // look again when a pause may have ended
 		}

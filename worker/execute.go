@@ -156,6 +156,7 @@ func (w *Worker) attempt(ctx context.Context, k queueKey, ops []*op) ([]opResult
 	endSpan(span, err)
 	w.opts.Metrics.observeCall(k.kind.endpoint(), status, len(ops), time.Since(start))
 	if err == nil {
+		w.conc.succeeded(time.Since(start), len(ops))
 		w.callSucceeded()
 		return res, nil
 	}
@@ -278,7 +279,6 @@ func (w *Worker) checkLedger(ctx context.Context, ops []*op) ([]*op, []opResult,
 // accepts the credentials.
 func (w *Worker) callSucceeded() {
 	w.lastSuccess.Store(time.Now().UnixNano())
-	w.conc.succeeded()
 	if w.failStreak.Swap(0) > 0 {
 		w.lastWhy.Store("")
 		for _, c := range []string{PauseOutage, PauseAuth, PauseAPIDisabled, PauseBadURL} {

@@ -14,6 +14,7 @@ const (
 	PauseAPIDisabled = "api_disabled" // Mautic's API is off
 	PauseBadURL      = "bad_url"      // MAUTIC_URL reaches something that is not Mautic's API
 	PauseRateLimited = "rate_limited" // the rate-limit window is used up
+	PauseFenced      = "fenced"       // partitioned: this replica's ownership of its partitions is unconfirmed (cut off from NATS)
 )
 
 // gate stops fetching while a systemic fault lasts, so that held messages

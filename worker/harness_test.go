@@ -32,6 +32,8 @@ type harness struct {
 	mc   *mautic.Client
 	topo queue.Topology
 	opts worker.Options
+	// wrap, when set, wraps the real source the worker gets.
+	wrap func(worker.Source) worker.Source
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -109,7 +111,11 @@ func (h *harness) start() *worker.Worker {
 	cons := h.ensure()
 	opts := h.opts
 	opts.Ledger = h.ledger()
-	w, err := worker.New(jsworker.Source(queue.NewSource(cons)), jsworker.Publisher(queue.NewPublisher(h.js)), h.mc, opts)
+	src := jsworker.Source(queue.NewSource(cons))
+	if h.wrap != nil {
+		src = h.wrap(src)
+	}
+	w, err := worker.New(src, jsworker.Publisher(queue.NewPublisher(h.js)), h.mc, opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
+	"time"
 )
 
 func pend(seq uint64, keys ...string) *pending { return &pending{seq: seq, keys: keys} }
@@ -116,5 +117,35 @@ func TestUnknownFieldsReported(t *testing.T) {
 	got := ignoredFields(ev, map[string]bool{"city": true, "email": true})
 	if len(got) != 1 || got[0].Field != "citty" || got[0].Kind != "unknown_field" {
 		t.Errorf("ignoredFields = %+v", got)
+	}
+}
+
+// An event waits for a batch to fill once: its later steps are due by the
+// time its first step was, while an op queued for the first time lingers
+// in full.
+func TestLingerOncePerEvent(t *testing.T) {
+	c := newCoordinator(&Worker{opts: Options{BatchSize: 200, Linger: 100 * time.Millisecond}})
+	t0 := time.Unix(1_700_000_000, 0)
+	twoStep := &op{step: stepUpsert, ev: &Event{Type: TypeSegmentAdd, SegmentID: 7}}
+	c.enqueue(twoStep, t0)
+	up := c.queues[twoStep.key()]
+	if c.ripe(twoStep.key(), up, t0.Add(99*time.Millisecond)) || !c.ripe(twoStep.key(), up, t0.Add(100*time.Millisecond)) {
+		t.Fatal("a first step must linger exactly BATCH_LINGER")
+	}
+	delete(c.queues, twoStep.key()) // sent at t0+100ms, answered at t0+250ms
+
+	fresh := &op{step: stepSegmentAdd, ev: &Event{Type: TypeSegmentAdd, SegmentID: 7}}
+	c.enqueue(fresh, t0.Add(240*time.Millisecond))
+	twoStep.step = stepSegmentAdd
+	c.enqueue(twoStep, t0.Add(250*time.Millisecond))
+	k := twoStep.key()
+	if q := c.queues[k]; len(q.ops) != 2 || !c.ripe(k, q, t0.Add(250*time.Millisecond)) {
+		t.Error("a second step (first queued 250ms ago) must be sent at once, with what waits with it")
+	}
+
+	later := &op{step: stepSegmentAdd, ev: &Event{Type: TypeSegmentAdd, SegmentID: 8}}
+	c.enqueue(later, t0.Add(time.Second))
+	if q := c.queues[later.key()]; c.ripe(later.key(), q, t0.Add(1050*time.Millisecond)) {
+		t.Error("an op queued for the first time must linger")
 	}
 }

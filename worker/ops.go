@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mautic-sync/mautic-sync/mautic"
 )
@@ -79,6 +80,9 @@ type op struct {
 	attempts int
 	// dispatched is set while a call for the op's step runs.
 	dispatched bool
+	// queued is when the op's first step was queued: every step of it is
+	// due by queued + linger.
+	queued time.Time
 	// checked: the ledger was consulted. intended: a points intent is
 	// recorded. uncertain: a points call got no answer.
 	checked, intended, uncertain bool

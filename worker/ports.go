@@ -34,6 +34,22 @@ type Source interface {
 	Fetch(ctx context.Context, max int, wait time.Duration, deliver func(Message)) error
 }
 
+// Lease is implemented by a Source whose right to the messages it
+// delivers can lapse: partitioned consumption, where another replica takes
+// a partition over once this one has not confirmed its ownership for the
+// takeover time (it died, or is cut off from NATS). The worker starts no
+// Mautic call while the source is fenced (its ownership is unconfirmed for
+// long enough that a takeover may be near), and hands back, unapplied, the
+// messages of partitions it no longer owns, so that two replicas never
+// apply one contact's events at once.
+type Lease interface {
+	// Fenced reports whether calls must wait now, and why.
+	Fenced(now time.Time) (why string, fenced bool)
+	// Owns reports whether the message's partition is still this
+	// replica's.
+	Owns(m Message) bool
+}
+
 // Outbound is an outcome message to publish.
 type Outbound struct {
 	Subject string

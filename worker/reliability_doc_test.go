@@ -16,6 +16,7 @@ var reliabilitySuites = []string{
 	"worker/fault_test.go", "worker/badinput_test.go", "worker/fuzz_test.go", "worker/leak_test.go",
 	"mautic/fuzz_test.go", "mautic/ratelimit_bogus_test.go",
 	"config/security_test.go", "queue/auth_test.go", "cmd/mautic-sync/secrets_test.go",
+	"worker/lease_test.go", "queue/partition/fence_test.go",
 }
 
 var testFunc = regexp.MustCompile(`(?m)^func ((?:Test|Fuzz)[A-Za-z0-9_]*)\(`)

@@ -78,9 +78,9 @@ func registerStateMetrics(reg prometheus.Registerer, w *worker.Worker, mc *mauti
 }
 
 var (
-	pausedDesc  = prometheus.NewDesc("mautic_sync_paused", "1 for each cause that holds fetching back now (outage, auth, api_disabled, bad_url, rate_limited).", []string{"cause"}, nil)
+	pausedDesc  = prometheus.NewDesc("mautic_sync_paused", "1 for each cause that holds fetching back now (outage, auth, api_disabled, bad_url, rate_limited, fenced).", []string{"cause"}, nil)
 	versionDesc = prometheus.NewDesc("mautic_sync_mautic_info", "Mautic's version as it reports it (Mautic-Version header).", []string{"version"}, nil)
-	allCauses   = []string{worker.PauseOutage, worker.PauseAuth, worker.PauseAPIDisabled, worker.PauseBadURL, worker.PauseRateLimited}
+	allCauses   = []string{worker.PauseOutage, worker.PauseAuth, worker.PauseAPIDisabled, worker.PauseBadURL, worker.PauseRateLimited, worker.PauseFenced}
 )
 
 type pausedCollector struct{ w *worker.Worker }

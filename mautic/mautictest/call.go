@@ -3,6 +3,7 @@ package mautictest
 import (
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // call is one request that reached a controller.
@@ -15,6 +16,10 @@ type call struct {
 	rec    *Request
 	ws     *writeSet
 	query  map[string]any // PHP-parsed query, filled lazily
+	// itemsDue is when the items handled so far are due to be done: each
+	// item's latency is added to it, and the item waits until then, so
+	// that timer overshoot does not add up over a batch's items.
+	itemsDue time.Time
 }
 
 // phpQuery returns the query string parsed the PHP way.
@@ -88,10 +93,19 @@ func (c *call) notFound() { c.returnError(http.StatusNotFound, msgNotFound, nil)
 // exception writes an uncaught exception's response (no Mautic-Version).
 func (c *call) exception(status int) { writeExceptionError(c.w, status, "") }
 
-// itemLatency waits the per-item latency once per item.
+// itemLatency waits the per-item latency once per item: n items of one
+// call take n times the latency in all, however late each wait wakes.
 func (c *call) itemLatency() {
 	c.s.mu.Lock()
 	d := c.s.sw.perItem
 	c.s.mu.Unlock()
-	c.s.sleep(d)
+	if d <= 0 {
+		return
+	}
+	now := time.Now()
+	if c.itemsDue.IsZero() {
+		c.itemsDue = now
+	}
+	c.itemsDue = c.itemsDue.Add(d)
+	c.s.sleep(c.itemsDue.Sub(now))
 }

@@ -109,10 +109,22 @@ func (r recovery) Unacked(ctx context.Context, limit int) ([]worker.StoredMessag
 }
 
 // PartitionSource adapts a partitioned source (the partitions this
-// replica owns) to worker.Source.
+// replica owns) to worker.Source. It implements worker.Lease too, so
+// that the worker applies nothing while the replica's ownership is
+// unconfirmed and hands back what it lost.
 func PartitionSource(s *partition.Source) worker.Source { return partitionSource{s} }
 
 type partitionSource struct{ s *partition.Source }
+
+// Fenced implements worker.Lease.
+func (a partitionSource) Fenced(now time.Time) (string, bool) { return a.s.Fenced(now) }
+
+// Owns implements worker.Lease: a message of another kind is not the
+// source's to judge and counts as owned.
+func (a partitionSource) Owns(m worker.Message) bool {
+	pm, ok := m.(*partition.Message)
+	return !ok || a.s.Owns(pm)
+}
 
 func (a partitionSource) Fetch(ctx context.Context, max int, wait time.Duration, deliver func(worker.Message)) error {
 	return a.s.Fetch(ctx, max, wait, func(m *partition.Message) { deliver(m) })

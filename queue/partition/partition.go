@@ -133,6 +133,10 @@ type Source struct {
 	mu      sync.Mutex
 	members []string
 	changed chan struct{}
+	// connectedAt is the last time the NATS connection was seen up;
+	// renewedAt (elastic) the last heartbeat that renewed every claim.
+	// Either older than half the takeover time fences the replica.
+	connectedAt, renewedAt time.Time
 
 	legacyMu   sync.Mutex
 	legacyDone bool
@@ -237,7 +241,8 @@ func New(ctx context.Context, js jetstream.JetStream, consumers []jetstream.Cons
 	if err != nil {
 		return nil, fmt.Errorf("partition: stream %s: %w", o.Topology.Stream, err)
 	}
-	s := &Source{o: o, js: js, stream: stream, log: o.Logger.Named("partition"), changed: make(chan struct{}, 1)}
+	s := &Source{o: o, js: js, stream: stream, log: o.Logger.Named("partition"), changed: make(chan struct{}, 1),
+		connectedAt: time.Now(), renewedAt: time.Now()}
 	for i, c := range consumers {
 		s.parts = append(s.parts, &part{i: i, cons: c, filter: o.Partitioning.Filter(i), holding: map[uint64]bool{}, naked: map[uint64]bool{}})
 	}
@@ -311,6 +316,11 @@ func (s *Source) maintain(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
+		if s.js.Conn().IsConnected() {
+			s.mu.Lock()
+			s.connectedAt = now
+			s.mu.Unlock()
+		}
 		s.keepAlive(ctx, now)
 		s.expireGates(now)
 		if now.Sub(lastTouch) >= s.o.AckWait/3 {
@@ -378,6 +388,11 @@ func (s *Source) heartbeat(ctx context.Context) error {
 			s.log.Warn("partition claim lost: this replica was cut off for longer than PARTITION_TAKEOVER; another replica may own the partition now",
 				zap.Int("partition", c.p.i))
 		}
+	}
+	if len(errs) == 0 {
+		s.mu.Lock()
+		s.renewedAt = time.Now()
+		s.mu.Unlock()
 	}
 	for _, p := range take {
 		rev, ok, err := s.o.Members.Claim(ctx, p.i, s.o.MemberID)
@@ -449,6 +464,39 @@ func Assign(n int, members []string) map[string][]int {
 		}
 	}
 	return out
+}
+
+// Fenced reports whether this replica's ownership of its partitions has
+// gone unconfirmed for half the takeover time or more: its NATS connection
+// is down, or (elastic) its claims were not renewed. Another replica may
+// take the partitions over once the takeover time has passed, so nothing
+// held should be applied to Mautic until ownership is confirmed again
+// (see Owns for what was lost meanwhile).
+func (s *Source) Fenced(now time.Time) (string, bool) {
+	limit := s.o.Partitioning.PinTTL / 2
+	if s.o.Mode == Elastic {
+		limit = s.o.Takeover / 2
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := now.Sub(s.connectedAt); d >= limit {
+		return fmt.Sprintf("NATS unreachable for %s; another replica may take this replica's partitions over after PARTITION_TAKEOVER (%s)", d.Round(time.Millisecond), 2*limit), true
+	}
+	if d := now.Sub(s.renewedAt); s.o.Mode == Elastic && d >= limit {
+		return fmt.Sprintf("partition claims not renewed for %s; another replica may take them over after PARTITION_TAKEOVER (%s)", d.Round(time.Millisecond), 2*limit), true
+	}
+	return "", false
+}
+
+// Owns reports whether m's partition is still this replica's: elastic, it
+// holds the partition's claim; static, the pin was not seen to move.
+func (s *Source) Owns(m *Message) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.o.Mode == Elastic {
+		return m.p.claimed
+	}
+	return m.p.owned
 }
 
 // Owned returns the partitions this replica holds the pin of.

@@ -54,7 +54,12 @@ func setup(t *testing.T, pinTTL time.Duration) *env {
 
 func (e *env) connect() (*nats.Conn, jetstream.JetStream) {
 	e.t.Helper()
-	nc, err := nats.Connect(e.url)
+	return e.connectTo(e.url)
+}
+
+func (e *env) connectTo(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	e.t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -114,7 +119,13 @@ func (r *recorder) snapshot() []delivery {
 // (nil: acknowledge it).
 func (e *env) start(name string, o partition.Options, rec *recorder, handle func(*partition.Message)) *replica {
 	e.t.Helper()
-	nc, js := e.connect()
+	return e.startAt(e.url, name, o, rec, handle)
+}
+
+// startAt is start with the replica's connection to url (a proxy).
+func (e *env) startAt(url, name string, o partition.Options, rec *recorder, handle func(*partition.Message), opts ...nats.Option) *replica {
+	e.t.Helper()
+	nc, js := e.connectTo(url, opts...)
 	ctx := context.Background()
 	var consumers []jetstream.Consumer
 	for i := range parts {
