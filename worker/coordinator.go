@@ -527,6 +527,13 @@ func (c *coordinator) handle(r callDone, now time.Time) {
 		case res.next != 0:
 			o.step, o.dispatched = res.next, false
 			c.enqueue(o, now)
+		case res.later && res.systemic && res.delay <= c.opts.AckWait && o.step != stepPoints:
+			// A rate-limit window that resets within AckWait: the op
+			// waits in its queue (the gate holds every call until the
+			// reset) and goes out the moment it resets, instead of being
+			// handed back and redelivered, spread, a while later.
+			o.dispatched = false
+			c.enqueue(o, now)
 		case res.later && res.systemic:
 			rateLimited = max(rateLimited, res.delay)
 			for _, p := range o.events {

@@ -178,8 +178,9 @@ func TestPointsExactlyOnce(t *testing.T) {
 }
 
 // TestRateLimitPausesUntilReset: with the window used up the worker makes
-// no call until it resets, hands messages back instead of holding them,
-// and loses nothing.
+// no call until it resets and loses nothing. A window that resets within
+// AckWait (here 2 s) is waited out holding the messages: none is handed
+// back and redelivered.
 func TestRateLimitPausesUntilReset(t *testing.T) {
 	for _, budget := range []bool{false, true} {
 		t.Run(fmt.Sprintf("budget=%v", budget), func(t *testing.T) {
@@ -196,6 +197,11 @@ func TestRateLimitPausesUntilReset(t *testing.T) {
 			h.waitOutcomes(20)
 			if n := len(h.deadLetters()); n != 0 {
 				t.Errorf("%d dead letters", n)
+			}
+			for _, r := range h.results() {
+				if r.Attempts != 1 {
+					t.Errorf("event %s delivered %d times, want once (held through the reset)", r.EventID, r.Attempts)
+				}
 			}
 			n429 := 0
 			for _, r := range h.fake.Requests() {
