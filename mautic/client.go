@@ -66,6 +66,7 @@ type Client struct {
 	observer  func(Call)
 	tracer    trace.Tracer
 	rate      rateState
+	answers   answerReader
 
 	mu      sync.Mutex
 	version string
@@ -259,8 +260,12 @@ func (c *Client) do(ctx context.Context, route, method, path string, query url.V
 		}
 		defer drain(resp.Body)
 		if v != nil {
-			dec := json.NewDecoder(io.LimitReader(resp.Body, maxBody))
-			if err := dec.Decode(v); err != nil {
+			if d, ok := v.(bodyDecoder); ok {
+				err = c.answers.readAnswer(resp.Body, resp.ContentLength, d)
+			} else {
+				err = json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(v)
+			}
+			if err != nil {
 				return resp, fmt.Errorf("mautic: %s %s: HTTP %d with an undecodable body: %w", method, path, resp.StatusCode, err)
 			}
 		}

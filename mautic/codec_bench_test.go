@@ -1,26 +1,29 @@
 package mautic
 
-// Benchmarks of encoding batch requests and decoding batch responses, with
-// response bodies from the Mautic fake (which, like Mautic, returns every
-// contact in full: about 6 KB each, 1.2 MB for 200). Run with
+// Benchmarks of encoding batch requests and decoding the answers that carry
+// contacts, with answers from the Mautic fake (which, like Mautic, returns
+// every contact in full: about 6 KB each, 1.2 MB for 200). Run with
 //
-//	go test -run '^$' -bench . -benchmem ./mautic/
+//	go test -run '^$' -bench 'Batch|Decode' -benchmem ./mautic/
 //
-// decodeBatchOnePass is not the client's code: it is a prototype of a
-// cheaper decode, kept here to measure what the proposal in
-// docs/performance.md would save, and checked against decodeBatch below.
+// Each answer is decoded three ways:
+//   - reference: the decode before issue #6 (answers_test.go), through a
+//     json.Decoder as Client.do decodes;
+//   - client: the gjson decoders behind Client.do's json.Decoder, which is
+//     what the client does today;
+//   - body: the gjson decoders given the whole body (readAnswer), which
+//     skips the json.Decoder.
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"strconv"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -40,40 +43,62 @@ func benchItems(n, bad int) []Contact {
 }
 
 var (
-	bodiesOnce sync.Once
-	bodies     map[string][]byte
-	bodiesErr  error
+	answersOnce sync.Once
+	answers     map[string][]byte
+	answersErr  error
 )
 
-// batchBodies returns the fake's answers to a 200-item batch/new: "ok"
-// (contacts is an array) and "one-failed" (item 17 refused, so contacts
-// and errors are objects keyed by index).
-func batchBodies(tb testing.TB) map[string][]byte {
+// fakeAnswers returns the fake's answers to:
+//   - "batch-ok": a 200-item batch/new (contacts is an array);
+//   - "batch-one-failed": the same with item 17 refused (contacts and
+//     errors are objects keyed by index);
+//   - "search": a FindByEmail of 50 emails (contacts keyed by id);
+//   - "delete": a BatchDelete of 50 ids.
+func fakeAnswers(tb testing.TB) map[string][]byte {
 	tb.Helper()
-	bodiesOnce.Do(func() {
+	answersOnce.Do(func() {
 		fake := mautictest.NewServer()
 		defer fake.Close()
-		bodies = map[string][]byte{}
-		for name, bad := range map[string]int{"ok": -1, "one-failed": 17} {
-			req, _ := json.Marshal(benchItems(200, bad))
-			resp, err := http.Post(fake.URL()+"/api/contacts/batch/new", "application/json", bytes.NewReader(req))
+		answers = map[string][]byte{}
+		call := func(name, method, path string, q url.Values, body any) {
+			if answersErr != nil {
+				return
+			}
+			var rd io.Reader
+			if body != nil {
+				b, _ := json.Marshal(body)
+				rd = bytes.NewReader(b)
+			}
+			req, _ := http.NewRequest(method, fake.URL()+"/api"+path+"?"+q.Encode(), rd)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				bodiesErr = err
+				answersErr = err
 				return
 			}
+			defer resp.Body.Close()
 			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				bodiesErr = fmt.Errorf("fake answered %d", resp.StatusCode)
+			if resp.StatusCode >= 300 {
+				answersErr = fmt.Errorf("%s: fake answered %d: %.200s", name, resp.StatusCode, b)
 				return
 			}
-			bodies[name] = b
+			answers[name] = b
 		}
+		call("batch-ok", http.MethodPost, "/contacts/batch/new", nil, benchItems(200, -1))
+		call("batch-one-failed", http.MethodPost, "/contacts/batch/new", nil, benchItems(200, 17))
+		emails, ids := make([]string, 50), make([]string, 50)
+		for i := range emails {
+			emails[i] = fmt.Sprintf("c%d@bench.example", i)
+			ids[i] = fmt.Sprint(151 + i)
+		}
+		call("search", http.MethodGet, "/contacts", url.Values{"where[0][col]": {"email"}, "where[0][expr]": {"in"},
+			"where[0][val]": {strings.Join(emails, ",")}, "limit": {"0"}, "orderBy": {"id"}, "orderByDir": {"DESC"}}, nil)
+		call("delete", http.MethodDelete, "/contacts/batch/delete", url.Values{"ids": {strings.Join(ids, ",")}}, nil)
 	})
-	if bodiesErr != nil {
-		tb.Fatal(bodiesErr)
+	if answersErr != nil {
+		tb.Fatal(answersErr)
 	}
-	return bodies
+	return answers
 }
 
 func BenchmarkBatchRequestEncode(b *testing.B) {
@@ -88,45 +113,66 @@ func BenchmarkBatchRequestEncode(b *testing.B) {
 	}
 }
 
-// decodeCurrent is what Client.batch does with a response body: a
-// json.Decoder into batchResponse, then decodeBatch.
-func decodeCurrent(body []byte, n int) ([]ItemResult, error) {
-	var br batchResponse
-	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&br); err != nil {
-		return nil, err
+// BenchmarkDecodeAnswers decodes the fake's answers the three ways.
+func BenchmarkDecodeAnswers(b *testing.B) {
+	all := fakeAnswers(b)
+	for _, name := range []string{"batch-ok", "batch-one-failed", "search", "delete"} {
+		body := all[name]
+		op, n := strings.Split(name, "-")[0], 200
+		if op == "search" {
+			op = "list"
+		}
+		for _, way := range []string{"reference", "client", "body"} {
+			b.Run(name+"/"+way, func(b *testing.B) {
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				for b.Loop() {
+					var d decoded
+					switch way {
+					case "reference":
+						d = refDecode(op, body, n)
+					case "client":
+						d = newDecode(op, body, n, true)
+					default:
+						d = readAnswerBench(op, body, n)
+					}
+					if d.err != nil {
+						b.Fatal(d.err)
+					}
+				}
+			})
+		}
 	}
-	return decodeBatch(br, n)
 }
 
-func BenchmarkBatchResponseDecode(b *testing.B) {
-	for _, name := range []string{"ok", "one-failed"} {
-		body := batchBodies(b)[name]
-		b.Run(name+"/current", func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := decodeCurrent(body, 200); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run(name+"/one-pass-prototype", func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := decodeBatchOnePass(body, 200); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+// readAnswerBench decodes body as readAnswer would from an HTTP response.
+func readAnswerBench(op string, body []byte, n int) decoded {
+	var d decoded
+	switch op {
+	case "batch":
+		a := answer[[]ItemResult]{parse: func(js string) ([]ItemResult, error) { return parseBatch(js, n) }}
+		if d.err = new(answerReader).readAnswer(bytes.NewReader(body), int64(len(body)), &a); d.err == nil {
+			d.batch, d.err = a.result()
+		}
+	case "delete":
+		a := answer[[]int]{parse: parseDeleted}
+		if d.err = new(answerReader).readAnswer(bytes.NewReader(body), int64(len(body)), &a); d.err == nil {
+			d.deleted, d.err = a.result()
+		}
+	default:
+		a := answer[[]listedContact]{parse: parseContactList}
+		if d.err = new(answerReader).readAnswer(bytes.NewReader(body), int64(len(body)), &a); d.err == nil {
+			d.listed, d.err = a.result()
+		}
 	}
+	return d
 }
 
 // BenchmarkBatchUpsert is the whole client call: encode 200 items, POST
 // over loopback HTTP to a server answering the fake's canned body, read
 // and decode the answer.
 func BenchmarkBatchUpsert(b *testing.B) {
-	body := batchBodies(b)["ok"]
+	body := fakeAnswers(b)["batch-ok"]
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -148,97 +194,4 @@ func BenchmarkBatchUpsert(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// The prototype decodes as decodeBatch does.
-func TestDecodeBatchOnePassAgrees(t *testing.T) {
-	for name, body := range batchBodies(t) {
-		want, err := decodeCurrent(body, 200)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := decodeBatchOnePass(body, 200)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.EqualFunc(got, want, func(a, b ItemResult) bool {
-			return a.Status == b.Status && a.ContactID == b.ContactID && (a.Error == nil) == (b.Error == nil) &&
-				(a.Error == nil || a.Error.Message == b.Error.Message)
-		}) {
-			t.Errorf("%s: one-pass decode differs", name)
-		}
-		if name == "one-failed" && (got[17].OK() || got[17].Error == nil || got[18].ContactID == 0) {
-			t.Errorf("one-failed: item 17 %+v, item 18 %+v", got[17], got[18])
-		}
-	}
-}
-
-// onePassResponse decodes contacts straight into their ids, skipping
-// every other field in the same pass.
-type onePassResponse struct {
-	Contacts    []contactID     `json:"contacts"`
-	StatusCodes []int           `json:"statusCodes"`
-	Errors      json.RawMessage `json:"errors"`
-}
-
-type onePassIndexed struct {
-	Contacts    map[string]contactID `json:"contacts"`
-	StatusCodes []int                `json:"statusCodes"`
-	Errors      json.RawMessage      `json:"errors"`
-}
-
-// decodeBatchOnePass is the prototype: one json.Unmarshal when contacts is
-// an array (every item succeeded, the usual case), a second into a map
-// keyed by index when Mautic made it an object. The mapping onto items is
-// decodeBatch's.
-func decodeBatchOnePass(body []byte, n int) ([]ItemResult, error) {
-	var r onePassResponse
-	err := json.Unmarshal(body, &r)
-	var ute *json.UnmarshalTypeError
-	contacts := make(map[int]contactID, n)
-	switch {
-	case err == nil:
-		for i, c := range r.Contacts {
-			contacts[i] = c
-		}
-	case errors.As(err, &ute) && ute.Field == "contacts":
-		var ri onePassIndexed
-		if err := json.Unmarshal(body, &ri); err != nil {
-			return nil, err
-		}
-		r.StatusCodes, r.Errors = ri.StatusCodes, ri.Errors
-		for k, c := range ri.Contacts {
-			i, err := strconv.Atoi(k)
-			if err != nil {
-				return nil, fmt.Errorf("contacts key %q", k)
-			}
-			contacts[i] = c
-		}
-	default:
-		return nil, err
-	}
-	if len(r.StatusCodes) != n {
-		return nil, fmt.Errorf("response has %d status codes for %d items", len(r.StatusCodes), n)
-	}
-	errs, err := decodeIndexed[ErrorDetail](r.Errors)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]ItemResult, n)
-	for i := range out {
-		out[i].Status = r.StatusCodes[i]
-		if c, ok := contacts[i]; ok {
-			out[i].ContactID = c.ID
-		}
-		if e, ok := errs[i]; ok {
-			out[i].Error = &e
-			if out[i].Status < 300 {
-				out[i].Status = max(e.Code, http.StatusBadRequest)
-			}
-		} else if out[i].Status >= 200 && out[i].Status < 300 && out[i].ContactID == 0 {
-			out[i].Error = &ErrorDetail{Code: out[i].Status, Message: "Mautic reported success but returned no contact"}
-			out[i].Status = http.StatusBadGateway
-		}
-	}
-	return out, nil
 }

@@ -39,17 +39,6 @@ type ItemResult struct {
 // OK reports whether the item succeeded.
 func (r ItemResult) OK() bool { return r.Status >= 200 && r.Status < 300 && r.Error == nil }
 
-// batchResponse is the body of /contacts/batch/new and /contacts/batch/edit.
-type batchResponse struct {
-	Contacts    json.RawMessage `json:"contacts"`
-	StatusCodes []int           `json:"statusCodes"`
-	Errors      json.RawMessage `json:"errors"`
-}
-
-type contactID struct {
-	ID int `json:"id"`
-}
-
 // BatchUpsert creates or updates contacts (POST /api/contacts/batch/new):
 // each item is matched on Mautic's unique identifier fields (email by
 // default) and updated when found, created when not. The result has one
@@ -74,51 +63,17 @@ func (c *Client) batch(ctx context.Context, method, path string, items []Contact
 	if len(items) == 0 {
 		return nil, nil, nil
 	}
-	var br batchResponse
-	resp, err := c.do(ctx, strings.TrimPrefix(path, "/"), method, path, nil, items, &br)
+	n := len(items)
+	ans := answer[[]ItemResult]{parse: func(js string) ([]ItemResult, error) { return parseBatch(js, n) }}
+	resp, err := c.do(ctx, strings.TrimPrefix(path, "/"), method, path, nil, items, &ans)
 	if err != nil {
 		return nil, resp, err
 	}
-	res, err := decodeBatch(br, len(items))
+	res, err := ans.result()
 	if err != nil {
 		return nil, resp, fmt.Errorf("mautic: %s %s: %w", method, path, err)
 	}
 	return res, resp, nil
-}
-
-// decodeBatch maps a batch response back onto the n items sent. `contacts`
-// and `errors` are arrays when their keys are 0..k, else objects keyed by
-// the original item index.
-func decodeBatch(br batchResponse, n int) ([]ItemResult, error) {
-	if len(br.StatusCodes) != n {
-		return nil, fmt.Errorf("response has %d status codes for %d items", len(br.StatusCodes), n)
-	}
-	contacts, err := decodeIndexed[contactID](br.Contacts)
-	if err != nil {
-		return nil, fmt.Errorf("decode contacts: %w", err)
-	}
-	errs, err := decodeIndexed[ErrorDetail](br.Errors)
-	if err != nil {
-		return nil, fmt.Errorf("decode errors: %w", err)
-	}
-	out := make([]ItemResult, n)
-	for i := range out {
-		out[i].Status = br.StatusCodes[i]
-		if c, ok := contacts[i]; ok {
-			out[i].ContactID = c.ID
-		}
-		if e, ok := errs[i]; ok {
-			e := e
-			out[i].Error = &e
-			if out[i].Status < 300 { // a contradiction: trust the error
-				out[i].Status = max(e.Code, http.StatusBadRequest)
-			}
-		} else if out[i].Status >= 200 && out[i].Status < 300 && out[i].ContactID <= 0 {
-			out[i].Error = &ErrorDetail{Code: out[i].Status, Message: "Mautic reported success but returned no contact"}
-			out[i].Status = http.StatusBadGateway
-		}
-	}
-	return out, nil
 }
 
 // decodeIndexed decodes a JSON array, an object keyed by decimal index, or
@@ -176,21 +131,15 @@ func (c *Client) BatchDelete(ctx context.Context, ids []int) ([]int, *Response, 
 	for i, id := range ids {
 		parts[i] = strconv.Itoa(id)
 	}
-	var body struct {
-		Contacts json.RawMessage `json:"contacts"`
-	}
+	ans := answer[[]int]{parse: parseDeleted}
 	q := url.Values{"ids": {strings.Join(parts, ",")}}
-	resp, err := c.do(ctx, "contacts/batch/delete", http.MethodDelete, "/contacts/batch/delete", q, nil, &body)
+	resp, err := c.do(ctx, "contacts/batch/delete", http.MethodDelete, "/contacts/batch/delete", q, nil, &ans)
 	if err != nil {
 		return nil, resp, err
 	}
-	got, err := decodeIndexed[contactID](body.Contacts)
+	deleted, err := ans.result()
 	if err != nil {
-		return nil, resp, fmt.Errorf("mautic: batch delete: decode contacts: %w", err)
-	}
-	deleted := make([]int, 0, len(got))
-	for _, i := range sortedKeys(got) {
-		deleted = append(deleted, got[i].ID)
+		return nil, resp, fmt.Errorf("mautic: batch delete: %w", err)
 	}
 	return deleted, resp, nil
 }
@@ -231,14 +180,12 @@ func (c *Client) FindByEmail(ctx context.Context, emails []string) (map[string][
 	q.Set("limit", "0") // no LIMIT: duplicates included
 	q.Set("orderBy", "id")
 	q.Set("orderByDir", "DESC")
-	var body struct {
-		Contacts json.RawMessage `json:"contacts"`
-	}
-	resp, err := c.do(ctx, "contacts", http.MethodGet, "/contacts", q, nil, &body)
+	ans := answer[[]listedContact]{parse: parseContactList}
+	resp, err := c.do(ctx, "contacts", http.MethodGet, "/contacts", q, nil, &ans)
 	if err != nil {
 		return nil, resp, err
 	}
-	found, err := decodeContactList(body.Contacts)
+	found, err := ans.result()
 	if err != nil {
 		return nil, resp, fmt.Errorf("mautic: find contacts: %w", err)
 	}
@@ -254,42 +201,4 @@ func (c *Client) FindByEmail(ctx context.Context, emails []string) (map[string][
 		slices.Reverse(out[k])
 	}
 	return out, resp, nil
-}
-
-type listedContact struct {
-	id    int
-	email string
-}
-
-// decodeContactList reads a contact list ({"<id>":{...}} or [] when empty).
-func decodeContactList(raw json.RawMessage) ([]listedContact, error) {
-	type item struct {
-		ID     int `json:"id"`
-		Fields struct {
-			All map[string]any `json:"all"`
-		} `json:"fields"`
-	}
-	raw = bytes.TrimSpace(raw)
-	var items []item
-	switch {
-	case len(raw) == 0 || string(raw) == "null":
-	case raw[0] == '[':
-		if err := json.Unmarshal(raw, &items); err != nil {
-			return nil, err
-		}
-	default:
-		var m map[string]item
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return nil, err
-		}
-		for _, v := range m {
-			items = append(items, v)
-		}
-	}
-	out := make([]listedContact, 0, len(items))
-	for _, it := range items {
-		email, _ := it.Fields.All["email"].(string)
-		out = append(out, listedContact{id: it.ID, email: email})
-	}
-	return out, nil
 }

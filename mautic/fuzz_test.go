@@ -47,6 +47,14 @@ var responseSeeds = []string{
 	`{"details":{"1":{"success":1},"2":{"success":"0"}}}`,
 	`{"fields":{"0":{"id":1,"alias":"email"}}}`,
 	`{"statusCodes":[201,201,201]`,
+	// Quirks of the answers that carry contacts (issue #6).
+	`{"contacts":[{"id":"5"}],"statusCodes":[201]}`,
+	`{"contacts":[{"id":5,"ID":null,"fields":{"id":9}}],"statusCodes":[200]}`,
+	`{"contacts":{"0":{"id":4},"00":{"id":5}},"statusCodes":[201,201]}`,
+	`{"contacts":[null,{"id":2}],"statusCodes":[201,201],"errors":{"0":null}}`,
+	`{"contacts":[{"id":1}],"statusCodes":[201,200],"statusCodes":[null,null]}`,
+	`{"contacts":[{"id":3,"fields":{"all":{"email":"A@x"},"all":null}},{"id":4,"fields":{"all":{"email":" B@example.com "}}}]}`,
+	`{"contacts":{"7":{"id":7,"fields":{"all":{"email":"a@example.com","x":1e999}}}}} trailing`,
 }
 
 func FuzzCheckResponse(f *testing.F) {
