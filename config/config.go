@@ -67,7 +67,7 @@ type Stream struct {
 type Consumer struct {
 	Name          string        `env:"CONSUMER_NAME" default:"mautic-sync" desc:"durable pull consumer"`
 	AckWait       time.Duration `env:"CONSUMER_ACK_WAIT" default:"60s" desc:"redelivery timeout; held messages are kept alive with in-progress acks"`
-	MaxAckPending int           `env:"CONSUMER_MAX_ACK_PENDING" default:"2000" desc:"messages held unacknowledged at once (the worker's in-memory window)"`
+	MaxAckPending int           `env:"CONSUMER_MAX_ACK_PENDING" default:"4000" desc:"messages held unacknowledged at once (the worker's in-memory window; 20 batches, so that up to 16 calls run while the next batches form)"`
 }
 
 // Outcomes names the streams and subjects that outcomes are published to.

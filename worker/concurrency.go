@@ -8,7 +8,9 @@ import (
 )
 
 // limiter adapts the number of Mautic calls in flight to what Mautic takes:
-// additive increase while calls succeed and work waits for a slot,
+// a slow start (one more per successful call) until the first sign of
+// overload, then additive increase while calls succeed and work waits for
+// a slot,
 // multiplicative decrease when Mautic signals overload (429, 5xx,
 // timeouts) or its latency rises well above what it was at lower load, at
 // most once per cool-down. A fixed limit never moves.
@@ -19,6 +21,10 @@ type limiter struct {
 	min, max float64
 	limit    float64
 	demand   bool // calls waited for a slot since the last success
+	// slowStart: until the first cut the limit grows by one per
+	// successful call with demand (doubling per round of calls), not by
+	// one per round, so that a worker reaches its level in seconds.
+	slowStart bool
 	lastCut  time.Time
 	cooldown time.Duration
 	// lat tracks call latency per batch-size class (bits.Len of the item
@@ -49,7 +55,7 @@ const (
 )
 
 func newLimiter(fixed, minimum, maximum int) *limiter {
-	l := &limiter{now: time.Now, cooldown: time.Second}
+	l := &limiter{now: time.Now, cooldown: time.Second, slowStart: true}
 	if fixed > 0 {
 		l.fixed, l.min, l.max, l.limit = true, float64(fixed), float64(fixed), float64(fixed)
 		return l
@@ -91,7 +97,11 @@ func (l *limiter) succeeded(d time.Duration, items int) {
 	if !l.demand {
 		return
 	}
-	l.limit = math.Min(l.max, l.limit+1/l.limit)
+	if l.slowStart {
+		l.limit = math.Min(l.max, l.limit+1)
+	} else {
+		l.limit = math.Min(l.max, l.limit+1/l.limit)
+	}
 	l.demand = false
 }
 
@@ -135,4 +145,5 @@ func (l *limiter) cut(f float64) {
 	}
 	l.limit = math.Max(l.min, l.limit*f)
 	l.lastCut = l.now()
+	l.slowStart = false
 }

@@ -84,3 +84,27 @@ func TestLimiterBacksOffOnLatency(t *testing.T) {
 		t.Errorf("limit %d with jittery fast calls, want the maximum 16", got)
 	}
 }
+
+// Until the first sign of overload the limit grows by one per successful
+// call with demand (a new worker reaches its level within a few rounds of
+// calls); after it, by about one per round.
+func TestLimiterSlowStartThenAdditive(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := newLimiter(0, 1, 16)
+	l.now = func() time.Time { return now }
+	for range 6 {
+		l.waiting()
+		l.succeeded(300*time.Millisecond, 200)
+	}
+	if got := l.current(); got != 10 {
+		t.Fatalf("limit %d after 6 successes with demand from 4, want 10 (slow start)", got)
+	}
+	l.overloaded() // 10 x 0.7 = 7
+	for range 6 {
+		l.waiting()
+		l.succeeded(300*time.Millisecond, 200)
+	}
+	if got := l.current(); got != 7 {
+		t.Errorf("limit %d after a cut and 6 successes, want 7 (additive: +1/7 each)", got)
+	}
+}
