@@ -142,3 +142,31 @@ func TestSettingsListsEveryKeyOnce(t *testing.T) {
 		}
 	}
 }
+
+// A setting that is not a string and is set to "" (a downward-API label
+// that does not exist, an unset Helm value) takes its default; a string
+// setting keeps the empty value; a value that is not empty but wrong is
+// still refused.
+func TestEmptyValueIsUnsetForNonStrings(t *testing.T) {
+	setValid(t)
+	t.Setenv("REPLICA_INDEX", "")
+	t.Setenv("BATCH_SIZE", " ")
+	t.Setenv("BATCH_LINGER", "")
+	t.Setenv("CREATE_STREAMS", "")
+	t.Setenv("LOG_LEVEL", "")
+	cfg, err := config.Parse()
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if cfg.Partition.Index != -1 || cfg.Batch.Size != 200 || cfg.Batch.Linger != 100*time.Millisecond || !cfg.CreateStreams {
+		t.Errorf("empty values: index %d, batch %d, linger %s, create %v; want the defaults -1, 200, 100ms, true",
+			cfg.Partition.Index, cfg.Batch.Size, cfg.Batch.Linger, cfg.CreateStreams)
+	}
+	if cfg.Log.Level != "" {
+		t.Errorf("LOG_LEVEL=\"\" parsed as %q; a string keeps its empty value", cfg.Log.Level)
+	}
+	t.Setenv("BATCH_SIZE", "two hundred")
+	if _, err := config.Parse(); err == nil || !strings.Contains(err.Error(), "BATCH_SIZE") {
+		t.Errorf("a wrong non-empty value must still be refused, got %v", err)
+	}
+}

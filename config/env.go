@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -74,9 +75,18 @@ func walk(v reflect.Value, fn func(reflect.StructField, reflect.Value)) {
 
 // parseField lets envconfig parse one variable into a struct of one field,
 // so that one bad value does not hide the others.
+//
+// A variable set to the empty string counts as unset for a setting that is
+// not a string (a number, a duration, a boolean, a list): manifests often
+// render a missing value as "" (a Kubernetes downward-API label that does
+// not exist, an unset Helm value), and its default is meant then.
 func parseField(f reflect.StructField, dst reflect.Value) error {
 	key := f.Tag.Get("env")
-	tag := fmt.Sprintf(`envconfig:%q`, key)
+	lookup := key
+	if v, ok := os.LookupEnv(key); ok && strings.TrimSpace(v) == "" && f.Type.Kind() != reflect.String {
+		lookup = unsetPrefix + "_" + key // a name nobody sets: the default applies
+	}
+	tag := fmt.Sprintf(`envconfig:%q`, lookup)
 	if d, ok := f.Tag.Lookup("default"); ok {
 		tag += fmt.Sprintf(` default:%q`, d)
 	}
@@ -99,6 +109,9 @@ func parseField(f reflect.StructField, dst reflect.Value) error {
 	dst.Set(one.Elem().Field(0))
 	return nil
 }
+
+// unsetPrefix makes a variable name that is never set.
+const unsetPrefix = "MAUTIC_SYNC_UNSET_BY_EMPTY_VALUE"
 
 func typeWord(t reflect.Type) string {
 	switch {

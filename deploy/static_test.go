@@ -20,9 +20,10 @@ import (
 // PARTITIONS; nothing autoscales it. Every pod's settings load (through the
 // config package) as replica <ordinal> of <replicas>, the pods together own
 // every partition exactly once, and a pod beyond REPLICA_COUNT (what
-// `kubectl scale` without the setting would start) or with an empty
-// REPLICA_INDEX (no pod-index label: Kubernetes before 1.28) is refused at
-// start. The pod is the base's, but for its env.
+// `kubectl scale` without the setting would start) is refused at start,
+// and an empty REPLICA_INDEX (no pod-index label: Kubernetes before 1.28)
+// loads as -1, the host name's ordinal. The pod is the base's, but for its
+// env.
 func TestStaticPartitionsStatefulSet(t *testing.T) {
 	base := render(t, cases[0])
 	baseWorkload, _ := base.workload(t)
@@ -114,11 +115,11 @@ func TestStaticPartitionsStatefulSet(t *testing.T) {
 			t.Errorf("pod %d (one beyond REPLICA_COUNT=%d) must be refused at start, naming REPLICA_INDEX; got %v", replicas, replicas, err)
 		}
 		// Before Kubernetes 1.28 the pod-index label is missing and the
-		// downward API gives an empty REPLICA_INDEX: refused too, rather
-		// than guessed (README: remove the variable to use the host name).
+		// downward API gives an empty REPLICA_INDEX: that counts as unset,
+		// -1, which takes the ordinal from the host name (the pod's name).
 		t.Setenv("REPLICA_INDEX", "")
-		if _, err := config.Load(); err == nil || !strings.Contains(err.Error(), "REPLICA_INDEX") {
-			t.Errorf("an empty REPLICA_INDEX (no pod-index label) must be refused at start, naming REPLICA_INDEX; got %v", err)
+		if cfg, err := config.Load(); err != nil || cfg.Partition.Index != -1 {
+			t.Errorf("an empty REPLICA_INDEX (no pod-index label) must load as -1 (from the host name); got %d, %v", cfg.Partition.Index, err)
 		}
 
 		// The pod is the base's: only the env (and the image and the

@@ -76,8 +76,12 @@ type coordinator struct {
 	settled  chan settleDone
 	wg       sync.WaitGroup
 
-	workCtx  context.Context // outlives Run's ctx until the drain timeout
-	draining bool
+	workCtx context.Context // outlives Run's ctx until the drain timeout
+	// retryCtx ends when the drain starts: calls in flight finish, but a
+	// failed call is not tried again (its messages are handed back).
+	retryCtx      context.Context
+	cancelRetries context.CancelFunc
+	draining      bool
 }
 
 func newCoordinator(w *Worker) *coordinator {
@@ -99,6 +103,8 @@ func (c *coordinator) run(ctx context.Context, in <-chan Message) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	c.workCtx = workCtx
+	c.retryCtx, c.cancelRetries = context.WithCancel(workCtx)
+	defer c.cancelRetries()
 	defer c.wg.Wait()
 
 	beat := max(c.opts.AckWait/3, 100*time.Millisecond)
@@ -476,7 +482,7 @@ func (c *coordinator) startCall(k queueKey, ops []*op) {
 	c.inflight++
 	c.w.inflight.Add(1)
 	c.wg.Go(func() {
-		res := c.w.execute(c.workCtx, k, ops)
+		res := c.w.execute(c.workCtx, c.retryCtx, k, ops)
 		c.w.inflight.Add(-1) // before the hand-over, which may wait for the coordinator
 		c.done <- callDone{results: res}
 	})
@@ -694,6 +700,7 @@ func (c *coordinator) heartbeat(now time.Time, every time.Duration) {
 // being settled is handed back now.
 func (c *coordinator) startDrain() {
 	c.draining = true
+	c.cancelRetries()
 	c.log.Info("draining", zap.Int("held", len(c.held)), zap.Int("calls", c.inflight))
 	for _, q := range c.queues {
 		for _, o := range q.ops {

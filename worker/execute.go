@@ -56,9 +56,13 @@ const isolateAfter = 2
 // window resets. A batch that keeps failing is split to find the item at
 // fault, so that one bad item cannot hold up the others; alone, it fails
 // as its own event's fault once other calls are seen to succeed.
-func (w *Worker) execute(ctx context.Context, k queueKey, ops []*op) []opResult {
+//
+// Calls use ctx; retries stop when stop ends (the worker drains): a call
+// in flight then finishes, but a failed one is not repeated, and its
+// messages are handed back.
+func (w *Worker) execute(ctx, stop context.Context, k queueKey, ops []*op) []opResult {
 	var skipped []opResult
-	err := retry.Do(ctx, w.backoff(), func(ctx context.Context) error {
+	err := retry.Do(stop, w.backoff(), func(context.Context) error {
 		var err error
 		if ops, skipped, err = w.checkLedger(ctx, ops); err != nil {
 			w.log.Warn("ledger lookup failed; retrying", zap.Error(err))
@@ -72,7 +76,7 @@ func (w *Worker) execute(ctx context.Context, k queueKey, ops []*op) []opResult 
 	if len(ops) == 0 {
 		return skipped
 	}
-	return append(skipped, w.run(ctx, k, ops, false)...)
+	return append(skipped, w.run(ctx, stop, k, ops, false)...)
 }
 
 func (w *Worker) backoff() retry.Backoff {
@@ -81,14 +85,14 @@ func (w *Worker) backoff() retry.Backoff {
 
 // run repeats the call for ops until it is decided. suspect says that a
 // sibling batch just succeeded, so that failures here are the items' own.
-func (w *Worker) run(ctx context.Context, k queueKey, ops []*op, suspect bool) []opResult {
+func (w *Worker) run(ctx, stop context.Context, k queueKey, ops []*op, suspect bool) []opResult {
 	var (
 		results    []opResult
 		firstFail  time.Time
 		failedHere int
 		split      bool
 	)
-	err := retry.Do(ctx, w.backoff(), func(ctx context.Context) error {
+	err := retry.Do(stop, w.backoff(), func(context.Context) error {
 		res, err := w.attempt(ctx, k, ops)
 		if err == nil {
 			results = res
@@ -111,10 +115,10 @@ func (w *Worker) run(ctx context.Context, k queueKey, ops []*op, suspect bool) [
 		return retry.RetryableError(err)
 	})
 	switch {
-	case err != nil: // only the context ends the retries
+	case err != nil: // only the drain or the context ends the retries
 		return abandon(ops)
 	case split:
-		return w.isolate(ctx, k, ops)
+		return w.isolate(ctx, stop, k, ops)
 	}
 	return results
 }
@@ -123,23 +127,23 @@ func (w *Worker) run(ctx context.Context, k queueKey, ops []*op, suspect bool) [
 // once; when that succeeds, the other half holds the culprit; when both
 // halves fail, Mautic is probably down, and it waits and tries again.
 // There is never more than one call in flight for the batch.
-func (w *Worker) isolate(ctx context.Context, k queueKey, ops []*op) []opResult {
+func (w *Worker) isolate(ctx, stop context.Context, k queueKey, ops []*op) []opResult {
 	w.log.Info("isolating a failing batch", zap.String("endpoint", k.kind.endpoint()), zap.Int("items", len(ops)))
 	h := len(ops) / 2
 	b := w.backoff()
 	for {
 		for _, pair := range [][2][]*op{{ops[h:], ops[:h]}, {ops[:h], ops[h:]}} {
 			res, err := w.attempt(ctx, k, pair[0])
-			if ctx.Err() != nil {
-				return abandon(ops)
-			}
 			if err == nil {
-				return append(res, w.run(ctx, k, pair[1], true)...)
+				return append(res, w.run(ctx, stop, k, pair[1], true)...)
+			}
+			if stop.Err() != nil {
+				return abandon(ops)
 			}
 		}
 		d, _ := b.Next()
 		select {
-		case <-ctx.Done():
+		case <-stop.Done():
 			return abandon(ops)
 		case <-time.After(d):
 		}

@@ -428,6 +428,35 @@ func TestDrainFinishesInFlightWithinBound(t *testing.T) {
 	}
 }
 
+// A drain while Mautic keeps failing (down, or refusing the credentials)
+// does not wait out WORKER_DRAIN_TIMEOUT retrying calls that cannot
+// succeed: a failed call is not repeated once the drain starts, and its
+// messages are handed back at once.
+func TestDrainDuringFaultIsPrompt(t *testing.T) {
+	h := newHarness(t)
+	h.opts.DrainTimeout = 20 * time.Second
+	h.opts.RetryMin, h.opts.RetryMax = 50*time.Millisecond, 10*time.Second
+	h.fake.SetDown(http.StatusServiceUnavailable)
+	for i := range 10 {
+		h.publish(fmt.Sprintf("mautic.contacts.p%d", i), event(fmt.Sprintf("p%d", i), worker.TypeUpsert, map[string]any{"email": fmt.Sprintf("p%d@example.com", i)}))
+	}
+	h.start()
+	waitFor(t, 10*time.Second, func() error {
+		if n := h.fake.RequestCount(); n < 4 {
+			return fmt.Errorf("%d failed calls so far", n)
+		}
+		return nil
+	})
+	start := time.Now()
+	h.stop()
+	if d := time.Since(start); d > h.opts.DrainTimeout/2 {
+		t.Errorf("drain took %s during an outage; want it prompt, far under WORKER_DRAIN_TIMEOUT %s", d, h.opts.DrainTimeout)
+	}
+	h.fake.SetDown(0)
+	h.start()
+	h.waitOutcomes(10)
+}
+
 func TestOutageIsRetriedNotDeadLettered(t *testing.T) {
 	h := newHarness(t)
 	h.fake.SetDown(http.StatusServiceUnavailable)
