@@ -25,8 +25,8 @@ type limiter struct {
 	// successful call with demand (doubling per round of calls), not by
 	// one per round, so that a worker reaches its level in seconds.
 	slowStart bool
-	lastCut  time.Time
-	cooldown time.Duration
+	lastCut   time.Time
+	cooldown  time.Duration
 	// lat tracks call latency per batch-size class (bits.Len of the item
 	// count: a call of 200 items is slower than one of 2 without any
 	// congestion).
