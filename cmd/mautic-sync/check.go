@@ -15,6 +15,7 @@ import (
 
 	"github.com/mautic-sync/mautic-sync/config"
 	"github.com/mautic-sync/mautic-sync/mautic"
+	"github.com/mautic-sync/mautic-sync/queue"
 	"github.com/mautic-sync/mautic-sync/worker"
 )
 
@@ -27,7 +28,8 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, `Usage: mautic-sync check [--timeout D] [EVENT_FILE ...]
 
 Checks, with the settings of 'run', that Mautic is reachable, accepts the
-credentials, has its API enabled, reports its version and rate-limit
+credentials (refresh-token mode: the current token from JetStream, as 'run'
+keeps it), has its API enabled, reports its version and rate-limit
 headroom, and that every field alias used by the sample events in the given
 files (one JSON event per file, or one per line) is a Mautic contact field:
 Mautic silently ignores unknown aliases. Exits 1 when a check fails.`)
@@ -44,11 +46,24 @@ Mautic silently ignores unknown aliases. Exits 1 when a check fails.`)
 		printConfigErrors(stderr, err)
 		return exitConfig
 	}
+	// Refresh-token mode: Mautic rotates the refresh token on every use,
+	// so the check takes it from, and gives the new one back to, the
+	// store in JetStream the service uses (compare-and-set), never
+	// leaving the running replicas with a spent token.
+	var store mautic.TokenStore
 	if cfg.Mautic.AuthMode() == "refresh_token" {
-		fmt.Fprintln(stderr, "mautic-sync check: refresh-token mode keeps its token in JetStream; check it with 'run' (a check would rotate the token)")
-		return exitConfig
+		nc, js, err := cliConnect(ctx, cfg, "check")
+		if err != nil {
+			fmt.Fprintln(stderr, "mautic-sync check: refresh-token mode keeps the current token in JetStream, which is not reachable:", err)
+			return exitFailure
+		}
+		defer nc.Close()
+		if store, err = queue.OpenTokenStore(ctx, js, cfg.Mautic.TokenBucket, cfg.Mautic.ClientID, cfg.CreateStreams); err != nil {
+			fmt.Fprintln(stderr, "mautic-sync check:", err)
+			return exitFailure
+		}
 	}
-	mc, err := newMauticClient(cfg.Mautic, nil, nil, nil)
+	mc, err := newMauticClient(cfg.Mautic, store, nil, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "mautic-sync check:", err)
 		return exitConfig

@@ -63,3 +63,32 @@ func TestCheckReportsEachFailure(t *testing.T) {
 		t.Errorf("wrong URL: code %d\n%s", code, out)
 	}
 }
+
+// In refresh-token mode check takes the current token from the store in
+// JetStream the service uses and gives the rotated one back: a second check
+// (or the service) goes on with it. Without the store the second check
+// would send the spent token from the environment and be refused.
+func TestCheckRefreshTokenUsesTheSharedStore(t *testing.T) {
+	fake := mautictest.NewServer(mautictest.WithRefreshToken("2_rt", "rt-secret", "first-refresh-token"))
+	defer fake.Close()
+	cliNATS(t)
+	t.Setenv("MAUTIC_URL", fake.URL())
+	t.Setenv("MAUTIC_CLIENT_ID", "2_rt")
+	t.Setenv("MAUTIC_CLIENT_SECRET", "rt-secret")
+	t.Setenv("MAUTIC_REFRESH_TOKEN", "first-refresh-token")
+	t.Setenv("MAUTIC_ALLOW_INSECURE_HTTP", "true")
+	for i := range 2 {
+		var out, errOut syncBuffer
+		code := run(context.Background(), []string{"check"}, &out, &errOut)
+		if code != exitOK {
+			t.Fatalf("check %d in refresh-token mode: exit %d\n%s%s", i+1, code, out.String(), errOut.String())
+		}
+		if s := out.String() + errOut.String(); strings.Contains(s, "first-refresh-token") || strings.Contains(s, "rt-secret") {
+			t.Errorf("check %d output leaks a secret:\n%s", i+1, s)
+		}
+		fake.ExpireAllTokens() // the next check must refresh, with the rotated token
+	}
+	if n := fake.TokensIssued(); n != 2 {
+		t.Errorf("%d tokens issued, want 2 (one per check, each from the token the previous one stored)", n)
+	}
+}
