@@ -29,9 +29,11 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 		}
 	}
 	applied := map[string]LedgerEntry{}
-	for _, it := range items {
+	var appliedAt []int // indexes of the items recorded in applied
+	for i, it := range items {
 		if o := it.v.outcome; (o == OutcomeApplied || o == OutcomeUnchanged) && it.p.ev != nil {
 			applied[it.p.ev.ID] = LedgerEntry{State: LedgerApplied, Seq: it.p.seq, MauticID: it.v.mauticID}
+			appliedAt = append(appliedAt, i)
 		}
 	}
 	stored := make([]bool, len(items))
@@ -45,52 +47,64 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 	}
 	b := retry.WithCappedDuration(w.opts.RetryMax, retry.WithJitterPercent(20, retry.NewExponential(w.opts.RetryMin)))
 	logged := false
+	recorded := len(applied) == 0
 	_ = retry.Do(ctx, b, func(ctx context.Context) error {
-		if len(todo) == 0 {
-			return nil
+		if len(todo) > 0 {
+			batch := make([]Outbound, len(todo))
+			for j, i := range todo {
+				batch[j] = outs[i]
+			}
+			errs := w.pub.Publish(ctx, batch)
+			var failed []int
+			var firstErr error
+			for j, i := range todo {
+				switch {
+				case errs[j] == nil:
+					stored[i] = true
+				case errors.Is(errs[j], ErrTooLarge) && items[i].v.deadLetter() && outs[i].Header[HeaderBodyOmitted] == nil:
+					// The body and our headers exceed the server's limit: store
+					// the dead letter without the body rather than never.
+					outs[i] = withoutBody(outs[i])
+					failed = append(failed, i)
+					firstErr = errs[j]
+				default:
+					failed = append(failed, i)
+					firstErr = errs[j]
+				}
+			}
+			todo = failed
+			if len(todo) > 0 {
+				if !logged {
+					w.log.Warn("outcomes not stored; retrying, inputs stay unacknowledged",
+						zap.Int("failed", len(todo)), zap.Error(firstErr))
+					logged = true
+				}
+				return retry.RetryableError(firstErr)
+			}
 		}
-		if len(applied) > 0 {
-			// Recorded before the outcome and the ack: a message redelivered
-			// after a crash finds it and is not applied again.
+		if !recorded {
+			// Recorded after the outcomes and before the acks: a message
+			// redelivered after a crash finds it and is not applied again,
+			// and one the ledger shows applied has its outcome stored (so
+			// that recovery need not keep its contact waiting for it). A
+			// crash between the two re-applies the message on redelivery,
+			// with its contact's later events waiting, and its outcome is
+			// de-duplicated by its Nats-Msg-Id.
 			if err := w.ledger.Record(ctx, applied); err != nil {
 				w.log.Warn("ledger write failed; retrying, inputs stay unacknowledged", zap.Error(err))
 				return retry.RetryableError(err)
 			}
-			applied = nil
+			recorded = true
 		}
-		batch := make([]Outbound, len(todo))
-		for j, i := range todo {
-			batch[j] = outs[i]
-		}
-		errs := w.pub.Publish(ctx, batch)
-		var failed []int
-		var firstErr error
-		for j, i := range todo {
-			switch {
-			case errs[j] == nil:
-				stored[i] = true
-			case errors.Is(errs[j], ErrTooLarge) && items[i].v.deadLetter() && outs[i].Header[HeaderBodyOmitted] == nil:
-				// The body and our headers exceed the server's limit: store
-				// the dead letter without the body rather than never.
-				outs[i] = withoutBody(outs[i])
-				failed = append(failed, i)
-				firstErr = errs[j]
-			default:
-				failed = append(failed, i)
-				firstErr = errs[j]
-			}
-		}
-		todo = failed
-		if len(todo) == 0 {
-			return nil
-		}
-		if !logged {
-			w.log.Warn("outcomes not stored; retrying, inputs stay unacknowledged",
-				zap.Int("failed", len(todo)), zap.Error(firstErr))
-			logged = true
-		}
-		return retry.RetryableError(firstErr)
+		return nil
 	})
+	if !recorded {
+		// Stored but not in the ledger: not acknowledged, so that the
+		// redelivery is checked again.
+		for _, i := range appliedAt {
+			stored[i] = false
+		}
+	}
 
 	ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

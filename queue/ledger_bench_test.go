@@ -1,0 +1,105 @@
+package queue
+
+// Ledger bulk operations of 200 ids (a batch's worth): the pipelined Get
+// and Put against one request per key (the fallback, and how both worked
+// before).
+//
+//	go test -run '^$' -bench Ledger -benchmem ./queue/
+//
+// The server runs in the test process, so its CPU time and allocations
+// count too. To measure the client alone, run a nats-server with JetStream
+// elsewhere and name it:
+//
+//	LEDGER_BENCH_NATS_URL=nats://127.0.0.1:4222 go test -run '^$' -bench Ledger -benchmem ./queue/
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const benchIDs = 200
+
+func benchLedger(b *testing.B, bucket string) (*Ledger, []string, map[string]string) {
+	b.Helper()
+	var js jetstream.JetStream
+	if url := os.Getenv("LEDGER_BENCH_NATS_URL"); url != "" {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(nc.Close)
+		if js, err = jetstream.New(nc); err != nil {
+			b.Fatal(err)
+		}
+		_ = js.DeleteKeyValue(context.Background(), bucket)
+		b.Cleanup(func() { _ = js.DeleteKeyValue(context.Background(), bucket) })
+	} else {
+		_, js = ledgerServer(b)
+	}
+	l := openTestLedger(b, js, bucket)
+	ids := testIDs("bench", benchIDs)
+	values := make(map[string]string, len(ids))
+	for i, id := range ids {
+		values[id] = fmt.Sprintf(`{"s":"applied","seq":%d,"mid":%d}`, 1000+i, 5000+i)
+	}
+	return l, ids, values
+}
+
+func BenchmarkLedgerGet(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		get  func(*Ledger, context.Context, []string) (map[string]string, error)
+	}{
+		{"batch", (*Ledger).Get},
+		{"perKey", (*Ledger).getEach},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			l, ids, values := benchLedger(b, "BENCH_GET")
+			// Half the ids known, as after a redelivery.
+			half := make(map[string]string)
+			for _, id := range ids[:benchIDs/2] {
+				half[id] = values[id]
+			}
+			ctx := context.Background()
+			if err := l.Put(ctx, half); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				got, err := c.get(l, ctx, ids)
+				if err != nil || len(got) != benchIDs/2 {
+					b.Fatalf("got %d, %v", len(got), err)
+				}
+			}
+			if !l.batchGets() {
+				b.Fatal("batch gets were turned off")
+			}
+		})
+	}
+}
+
+func BenchmarkLedgerPut(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		put  func(*Ledger, context.Context, map[string]string) error
+	}{
+		{"async", (*Ledger).Put},
+		{"perKey", (*Ledger).putEach},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			l, _, values := benchLedger(b, "BENCH_PUT")
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.put(l, ctx, values); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
