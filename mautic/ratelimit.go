@@ -224,15 +224,23 @@ func (s *rateState) observe(r Rate) {
 		r.Remaining = s.server.Remaining
 	}
 	s.server = r
-	if s.limit > 0 && r.Limit > 0 {
+	if s.limit > 0 && r.Limit > 0 && r.Limit <= s.limit {
 		// Mautic's count is the truth where it is stricter.
-		if used := r.Limit - r.Remaining; r.Limit <= s.limit && used > s.used {
-			s.used = used
-			if s.store != nil && !s.start.IsZero() {
-				ctx, cancel := context.WithTimeout(context.Background(), rateStoreTimeout)
-				_ = s.store.Raise(ctx, s.start, used) // best effort: Mautic's headers still stop us
-				cancel()
-			}
+		used := r.Limit - r.Remaining
+		switch {
+		case s.store == nil:
+			s.used = max(s.used, used)
+		case !s.start.IsZero() && !r.Reset.Add(-s.window).Before(s.start):
+			// Mautic's window began within the shared (aligned) one, so
+			// its count is of calls in it. One that began earlier also
+			// counts calls of the previous aligned window: raising this
+			// one's count to it would count those twice and end this
+			// window early.
+			s.used = max(s.used, used)
+			start := s.start
+			ctx, cancel := context.WithTimeout(context.Background(), rateStoreTimeout)
+			_ = s.store.Raise(ctx, start, used) // best effort: Mautic's headers still stop us
+			cancel()
 		}
 	}
 }
