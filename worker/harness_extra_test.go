@@ -840,7 +840,27 @@ func (f *faultHarness) checkModel(events []genEvent, seqs []uint64, lost ...*jet
 		}
 	}
 	if got := f.fake.MaxConcurrentWritesPerContact(); got > 1 {
-		t.Errorf("%d concurrent writes for one contact, want at most 1", got)
+		t.Errorf("%d concurrent writes for one contact (%s), want at most 1", got, f.fake.MaxConcurrentWritesKey())
+		logOverlappingWrites(t, f.fake.Requests())
+	}
+}
+
+// logOverlappingWrites logs the pairs of write requests whose times
+// overlap, to find the contact two of them touched.
+func logOverlappingWrites(t *testing.T, reqs []mautictest.Request) {
+	t.Helper()
+	var writes []mautictest.Request
+	for _, r := range reqs {
+		if r.Method != http.MethodGet && strings.HasPrefix(r.Path, "/api/") {
+			writes = append(writes, r)
+		}
+	}
+	for i, a := range writes {
+		for _, b := range writes[i+1:] {
+			if a.Start.Before(b.End) && b.Start.Before(a.End) {
+				t.Logf("overlap: %s %s?%s %.300s (status %d, %s-%s)\n      with %s %s?%s %.300s (status %d, %s-%s)", a.Method, a.Path, a.RawQuery, a.Body, a.Status, a.Start.Format("05.000"), a.End.Format("05.000"), b.Method, b.Path, b.RawQuery, b.Body, b.Status, b.Start.Format("05.000"), b.End.Format("05.000"))
+			}
+		}
 	}
 }
 

@@ -74,7 +74,13 @@ type benchOptions struct {
 	memProfile     string
 	logLevel       string
 	sampleInterval time.Duration
-	args           []string
+	// replicas are the replica counts of --replicas: nil runs one
+	// unpartitioned service; one count runs that many partitioned
+	// replicas; several run the scenario once per count (a sweep).
+	replicas   []int
+	replicaN   int // this run's replicas (0: one unpartitioned service)
+	partitions int
+	args       []string
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -83,6 +89,12 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	o.args = args
+	if len(o.replicas) > 1 {
+		return cmdBenchSweep(ctx, o, stdout, stderr)
+	}
+	if len(o.replicas) == 1 {
+		o.replicaN = o.replicas[0]
+	}
 	rep, err := runBench(ctx, o, stderr)
 	if rep != nil {
 		if o.outFile != "" {
@@ -130,7 +142,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int) {
 	fs.IntVar(&o.concurrency, "concurrency", 0, "WORKER_CONCURRENCY: Mautic calls in flight (0: the adaptive default)")
 	fs.IntVar(&o.batch, "batch", 200, "BATCH_SIZE")
 	fs.DurationVar(&o.linger, "linger", 100*time.Millisecond, "BATCH_LINGER")
-	fs.IntVar(&o.maxAckPending, "max-ack-pending", 2000, "CONSUMER_MAX_ACK_PENDING (the worker's window)")
+	fs.IntVar(&o.maxAckPending, "max-ack-pending", defaultMaxAckPending(), "CONSUMER_MAX_ACK_PENDING (the worker's window; default: the service's)")
 	fs.StringVar(&o.infra, "infra", "process", "where NATS and the fake run: process (a helper process, so that CPU and RSS are the service's own) or inprocess")
 	fs.StringVar(&o.refs, "refs", "raw,floor", "references measured on the same messages after the run: raw (consume+ack), floor (consume, ledger get+put, outcome publish, ack); empty for none")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
@@ -141,6 +153,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int) {
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile of the service process at the end of the run")
 	fs.StringVar(&o.logLevel, "log-level", "error", "LOG_LEVEL of the service (its logs go to stderr)")
 	fs.DurationVar(&o.sampleInterval, "sample-interval", 200*time.Millisecond, "how often the service's /metrics and RSS are sampled")
+	replicasText := fs.String("replicas", "", "run N replicas of the service in partitioned mode (PARTITION_MODE, elastic by default; the budget shared as MAUTIC_RATE_SHARED=auto does); a list (1,2,3,4) runs the scenario once per count on fresh infrastructure and prints a table (empty: one unpartitioned service)")
+	fs.IntVar(&o.partitions, "partitions", 0, "PARTITIONS with --replicas (at least the largest count; default: the count, or for a list the least common multiple of the counts when at most 64, so that every count gets an even share)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: mautic-sync bench [flags]
 
@@ -156,6 +170,12 @@ Examples:
   mautic-sync bench --events 50000 --call-latency 150ms --item-latency 1ms
   mautic-sync bench --events 100000 --duration 60s --rate-limit 20 --rate-window 10s --budget 20
   mautic-sync bench --mode rate --rate 20 --duration 60s --call-latency 150ms --item-latency 1ms
+  mautic-sync bench --replicas 1,2,3,4 --events 48000 --call-latency 150ms --item-latency 1ms \
+      --concurrency 1 --rate-limit 75 --rate-window 10s --refs ''
+
+With --replicas N the N replicas run in this process, partitioned (each with
+its own NATS connection, Mautic client, worker and /metrics); in backlog mode
+the clock starts once every replica consumes its share of the partitions.
 
 Other service settings come from the environment as for 'run'.
 
@@ -211,7 +231,61 @@ Other service settings come from the environment as for 'run'.
 	if o.budget > 0 && o.rateWindow <= 0 || o.rateLimit > 0 && o.rateWindow <= 0 {
 		return fail("--rate-window must be positive")
 	}
+	if *replicasText != "" {
+		counts, err := parseReplicaCounts(*replicasText)
+		if err != nil {
+			return fail("--replicas: %v", err)
+		}
+		o.replicas = counts
+		most := slices.Max(counts)
+		if o.partitions == 0 {
+			o.partitions = defaultPartitions(counts)
+		}
+		if o.partitions < most || o.partitions > config.MaxPartitions {
+			return fail("--partitions must be between the largest replica count (%d) and %d, got %d", most, config.MaxPartitions, o.partitions)
+		}
+		if len(counts) > 1 && (o.cpuProfile != "" || o.memProfile != "") {
+			return fail("--cpuprofile and --memprofile take one replica count")
+		}
+	} else if o.partitions != 0 {
+		return fail("--partitions needs --replicas")
+	}
 	return o, -1
+}
+
+// parseReplicaCounts reads --replicas: a count or a comma-separated list.
+func parseReplicaCounts(text string) ([]int, error) {
+	var counts []int
+	for f := range strings.SplitSeq(text, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > config.MaxPartitions {
+			return nil, fmt.Errorf("%q is not a replica count (1 to %d)", strings.TrimSpace(f), config.MaxPartitions)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
+}
+
+// defaultPartitions is --partitions when not given: the count itself, or
+// for a list the least common multiple of the counts (1,2,3,4: 12), so
+// that every count divides the partitions evenly and each run differs
+// only in its replicas; above 64 partitions, the largest count.
+func defaultPartitions(counts []int) int {
+	l := 1
+	for _, n := range counts {
+		l = l / gcd(l, n) * n
+		if l > 64 {
+			return slices.Max(counts)
+		}
+	}
+	return l
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func (o benchOptions) wantRef(name string) bool {
@@ -253,6 +327,31 @@ type benchReport struct {
 	Concurrency concFigures               `json:"concurrency"`
 	Refs        refFigures                `json:"references"`
 	Ratios      map[string]float64        `json:"ratios"`
+
+	// With --replicas: each replica's figures, and the warm-up before the
+	// clock started (backlog mode: until every replica consumed its share
+	// of the partitions).
+	Replicas       []replicaFigures `json:"replicas,omitempty"`
+	WarmupS        float64          `json:"warmup_seconds,omitempty"`
+	WarmupOutcomes int64            `json:"warmup_outcomes,omitempty"`
+}
+
+// replicaFigures is one replica's part of a --replicas run.
+type replicaFigures struct {
+	Index int `json:"index"`
+	// Outcomes are the events this replica settled first (over the whole
+	// run, the warm-up included); Share is its part of all outcomes.
+	Outcomes int64   `json:"outcomes"`
+	Share    float64 `json:"share"`
+	// Settled is its concurrency (fixed, or the mean of its limit gauge
+	// over the steady part), InflightMean its mean calls in flight.
+	Settled      float64 `json:"settled_concurrency"`
+	InflightMean float64 `json:"worker_inflight_mean"`
+	// PartitionsWanted and PartitionsOwned are its gauges at the end of
+	// the measurement (mautic_sync_partitions_wanted, _owned).
+	PartitionsWanted float64 `json:"partitions_wanted"`
+	PartitionsOwned  float64 `json:"partitions_owned"`
+	MetricsAddr      string  `json:"metrics_addr,omitempty"`
 }
 
 type machineInfo struct {
@@ -287,6 +386,14 @@ type benchSetting struct {
 	Linger        string  `json:"linger"`
 	MaxAckPending int     `json:"max_ack_pending"`
 	Infra         string  `json:"infra"`
+	// Replicas > 0: that many replicas on Partitions partitions;
+	// BudgetShared says whether --budget is one budget for all of them
+	// (MAUTIC_RATE_SHARED) or each replica's own.
+	Replicas      int    `json:"replicas,omitempty"`
+	Partitions    int    `json:"partitions,omitempty"`
+	PartitionMode string `json:"partition_mode,omitempty"`
+	Takeover      string `json:"partition_takeover,omitempty"`
+	BudgetShared  bool   `json:"budget_shared,omitempty"`
 }
 
 type mauticFigures struct {
@@ -385,7 +492,8 @@ type refFigures struct {
 	CeilingNote         string  `json:"ceiling_note"`
 }
 
-// tally counts outcomes as the observer reports them.
+// tally counts outcomes as the observer reports them; its observers are
+// safe for concurrent use (a worker's, or several replicas').
 type tally struct {
 	n      int64 // events expected
 	seen   []atomic.Uint64
@@ -397,6 +505,8 @@ type tally struct {
 	t10    atomic.Int64
 	t90    atomic.Int64
 	all    *done
+	// byReplica counts each replica's first outcomes (--replicas).
+	byReplica []atomic.Int64
 
 	mu       sync.Mutex
 	byResult map[string]int64
@@ -411,16 +521,24 @@ type done struct {
 
 func (d *done) close() { d.once.Do(func() { close(d.ch) }) }
 
-func newTally(n int) *tally {
+func newTally(n, replicas int) *tally {
 	t := &tally{n: int64(n), seen: make([]atomic.Uint64, (n+63)/64), all: &done{ch: make(chan struct{})},
-		byResult: map[string]int64{}, latType: map[string]*bench.Histogram{}}
+		byReplica: make([]atomic.Int64, replicas), byResult: map[string]int64{}, latType: map[string]*bench.Histogram{}}
 	for _, typ := range bench.Types {
 		t.latType[typ] = &bench.Histogram{}
 	}
 	return t
 }
 
-func (t *tally) observe(s worker.Settled) {
+func (t *tally) observe(s worker.Settled) { t.record(s, -1) }
+
+// observer is replica i's observer.
+func (t *tally) observer(i int) func(worker.Settled) {
+	return func(s worker.Settled) { t.record(s, i) }
+}
+
+// record counts an outcome reported by replica i (-1: the one service).
+func (t *tally) record(s worker.Settled, replica int) {
 	now := time.Now()
 	i, pub, ok := bench.ParseEventID(s.EventID)
 	if !ok || int64(i) >= t.n {
@@ -432,9 +550,13 @@ func (t *tally) observe(s worker.Settled) {
 		t.extra.Add(1)
 		return
 	}
+	if replica >= 0 && replica < len(t.byReplica) {
+		t.byReplica[replica].Add(1)
+	}
 	ns := now.UnixNano()
 	t.first.CompareAndSwap(0, ns)
-	t.last.Store(ns)
+	for last := t.last.Load(); ns > last && !t.last.CompareAndSwap(last, ns); last = t.last.Load() {
+	}
 	n := t.unique.Add(1)
 	if n == max(1, t.n/10) {
 		t.t10.Store(ns)
@@ -459,7 +581,8 @@ func (t *tally) observe(s worker.Settled) {
 	}
 }
 
-// sample is one look at the service during the run.
+// sample is one look at the service during the run. inflight and limit
+// are summed over the replicas; hasLimit when every replica exports one.
 type sample struct {
 	at       time.Time
 	progress int64
@@ -468,6 +591,224 @@ type sample struct {
 	hasLimit bool
 	rss      int64
 	heap     uint64
+	replicas []replicaSample
+}
+
+// replicaSample is one replica's /metrics in a sample.
+type replicaSample struct {
+	ok              bool
+	inflight, limit float64
+	hasLimit        bool
+	owned, wanted   float64 // mautic_sync_partitions_owned, _wanted
+}
+
+// readReplica reads the gauges the bench samples from a scrape.
+func readReplica(ss bench.Samples) (replicaSample, string) {
+	r := replicaSample{ok: true}
+	r.inflight, _ = ss.Get("mautic_sync_inflight_calls")
+	name := ""
+	if g := ss.Find(isLimitGauge); len(g) > 0 {
+		r.limit, r.hasLimit, name = g[0].Value, true, g[0].Name
+	}
+	r.owned, _ = ss.Get("mautic_sync_partitions_owned")
+	r.wanted, _ = ss.Get("mautic_sync_partitions_wanted")
+	return r, name
+}
+
+// baseline is the counters the run's figures are differences from.
+type baseline struct {
+	infra     bench.InfraStats
+	ms        runtimeCounters
+	machine   time.Duration
+	machineOK bool
+	cpu       time.Duration
+}
+
+func takeBaseline(ctx context.Context, infra bench.Infra) (baseline, error) {
+	var b baseline
+	var err error
+	if b.infra, err = infra.Stats(ctx); err != nil {
+		return b, err
+	}
+	b.ms = readRuntime()
+	b.machine, _, b.machineOK = bench.MachineCPU()
+	b.cpu = bench.CPUTime()
+	return b, nil
+}
+
+// waitReplicas waits until every replica has stopped (after their context
+// ended), at most limit, and returns their errors other than the
+// context's.
+func waitReplicas(rs *replicaSet, limit time.Duration, stderr io.Writer) error {
+	done := make(chan []error, 1)
+	go func() {
+		var errs []error
+		for i := range rs.Len() {
+			if err := rs.wait(i); err != nil && !errors.Is(err, context.Canceled) {
+				errs = append(errs, fmt.Errorf("replica %d: %w", i, err))
+			}
+		}
+		done <- errs
+	}()
+	select {
+	case errs := <-done:
+		return errors.Join(errs...)
+	case <-time.After(limit):
+		fmt.Fprintln(stderr, "mautic-sync bench: the service did not stop in time")
+		return nil
+	}
+}
+
+// exitError is what a replica stopping during the run means.
+func exitError(ex replicaExit, replicas int) error {
+	what := "the service"
+	if replicas > 0 {
+		what = fmt.Sprintf("replica %d", ex.Index)
+	}
+	if ex.Err == nil {
+		return errors.New(what + " stopped")
+	}
+	if replicas > 0 {
+		return fmt.Errorf("%s: %w", what, ex.Err)
+	}
+	return ex.Err
+}
+
+// scrapeAll scrapes every replica's /metrics (nil for one that failed).
+func scrapeAll(ctx context.Context, urls []string) []bench.Samples {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	out := make([]bench.Samples, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Go(func() { out[i], _ = bench.Scrape(ctx, hc, u) })
+	}
+	wg.Wait()
+	return out
+}
+
+// claimsSettled reports whether the elastic assignment has settled, from
+// the members bucket (queue.Members: a key m.<id> per live member, p.<i>
+// holding the id of partition i's claimant): n members, every partition
+// claimed by one of them, each holding its even share (within one). A
+// replica gives a claim up only once it holds nothing of the partition,
+// so that then every replica consumes its own share.
+func claimsSettled(ctx context.Context, kv jetstream.KeyValue, n, partitions int) (bool, error) {
+	keys, err := kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	members := map[string]int{}
+	var claims []string
+	for _, k := range keys {
+		if id, ok := strings.CutPrefix(k, "m."); ok {
+			members[id] = 0
+		} else if strings.HasPrefix(k, "p.") {
+			claims = append(claims, k)
+		}
+	}
+	if len(members) != n || len(claims) != partitions {
+		return false, nil
+	}
+	for _, k := range claims {
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		id := string(e.Value())
+		if _, ok := members[id]; !ok {
+			return false, nil
+		}
+		members[id]++
+	}
+	for _, c := range members {
+		if c < partitions/n || c > (partitions+n-1)/n {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// partitionState describes each partition consumer (its messages left and
+// unacknowledged, its pinned client) and, in elastic mode, its claimant:
+// what a run that did not finish left behind.
+func partitionState(ctx context.Context, js jetstream.JetStream, cfg config.Config) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kv, _ := js.KeyValue(ctx, cfg.Partition.Bucket)
+	var parts []string
+	for i := range cfg.Partition.Count {
+		name := queue.PartitionConsumer(cfg.Consumer.Name, i)
+		c, err := js.Consumer(ctx, cfg.Stream.Name, name)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("p%d: %v", i, err))
+			continue
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("p%d: %v", i, err))
+			continue
+		}
+		st := fmt.Sprintf("p%d: %d pending, %d unacknowledged", i, info.NumPending, info.NumAckPending)
+		for _, g := range info.PriorityGroups {
+			if g.PinnedClientID != "" {
+				st += ", pinned " + g.PinnedClientID
+			}
+		}
+		if kv != nil {
+			if e, err := kv.Get(ctx, "p."+strconv.Itoa(i)); err == nil {
+				st += ", claimed by " + string(e.Value())
+			} else {
+				st += ", unclaimed"
+			}
+		}
+		parts = append(parts, st)
+	}
+	return "partitions: " + strings.Join(parts, "; ")
+}
+
+// awaitAssignment waits until the elastic assignment of n replicas has
+// settled (true), or every event had its outcome or limit passed (false),
+// or a replica stopped (its error).
+func awaitAssignment(ctx context.Context, js jetstream.JetStream, cfg config.Config, n int, limit time.Duration, all <-chan struct{}, exited <-chan replicaExit) (bool, error) {
+	deadline := time.After(limit)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var kv jetstream.KeyValue
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-all:
+			return false, nil
+		case <-deadline:
+			return false, nil
+		case ex := <-exited:
+			return false, exitError(ex, n)
+		case <-tick.C:
+		}
+		if kv == nil {
+			var err error
+			if kv, err = js.KeyValue(ctx, cfg.Partition.Bucket); err != nil {
+				continue // the replicas create it
+			}
+		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, err := claimsSettled(qctx, kv, n, cfg.Partition.Count)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			continue
+		}
+		if ok {
+			return true, nil
+		}
+	}
 }
 
 func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchReport, error) {
@@ -518,6 +859,11 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 		return nil, err
 	}
 	defer func() { _ = log.Sync() }()
+	if o.replicaN > 0 {
+		rep.Settings.Replicas, rep.Settings.Partitions = o.replicaN, cfg.Partition.Count
+		rep.Settings.PartitionMode, rep.Settings.Takeover = cfg.Partition.Mode, cfg.Partition.Takeover.String()
+		rep.Settings.BudgetShared = cfg.ShareRateBudget()
+	}
 
 	// The load generator's connection; the topology exists before the
 	// backlog is published.
@@ -532,7 +878,15 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 	if err != nil {
 		return nil, err
 	}
-	if _, err := queue.Ensure(ctx, js, topology(cfg), true); err != nil {
+	if o.replicaN > 0 {
+		// The partitioned stream (its subject transform spreads the events
+		// over the partitions as they are published), the partition
+		// consumers and the buckets.
+		err = ensureJetStream(ctx, js, cfg)
+	} else {
+		_, err = queue.Ensure(ctx, js, topology(cfg), true)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if precreate {
@@ -545,7 +899,7 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 	}
 
 	gen := bench.NewGenerator(o.mix, o.contacts, o.events, o.segments, o.seed)
-	t := newTally(o.events)
+	t := newTally(o.events, o.replicaN)
 	if o.mode == "backlog" {
 		start := time.Now()
 		if err := publishBacklog(ctx, js, gen, o.events); err != nil {
@@ -559,14 +913,11 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 	runtime.GC()
 	debug.FreeOSMemory()
 	rssReset := bench.ResetPeakRSS()
-	infra0, err := infra.Stats(ctx)
+	rep.Machine.LoadAtStart = bench.LoadAverage()
+	base, err := takeBaseline(ctx, infra)
 	if err != nil {
 		return nil, err
 	}
-	ms0 := readRuntime()
-	rep.Machine.LoadAtStart = bench.LoadAverage()
-	machine0, _, machineOK := bench.MachineCPU()
-	cpu0 := bench.CPUTime()
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -586,13 +937,66 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 	}
 	defer stopProfile()
 
+	// The service: one serve() (unpartitioned), or --replicas of it.
 	t0 := time.Now()
 	runCtx, stopService := context.WithCancel(ctx)
 	defer stopService()
-	served := make(chan error, 1)
-	go pprof.Do(runCtx, pprof.Labels("part", "service"), func(ctx context.Context) {
-		served <- serve(ctx, cfg, log, t.observe)
+	var rs *replicaSet
+	pprof.Do(runCtx, pprof.Labels("part", "service"), func(ctx context.Context) {
+		rs, err = startReplicasEach(ctx, cfg, max(o.replicaN, 1), log, func(i int) func(worker.Settled) {
+			if o.replicaN == 0 {
+				return t.observe
+			}
+			return t.observer(i)
+		})
 	})
+	if err != nil {
+		return nil, err
+	}
+	stopped := false
+	stopReplicas := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		stopService()
+		return waitReplicas(rs, cfg.Worker.DrainTimeout+10*time.Second, stderr)
+	}
+	defer func() { _ = stopReplicas() }()
+	urls := make([]string, rs.Len())
+	for i := range urls {
+		urls[i] = "http://" + rs.Addr(i) + "/metrics"
+	}
+
+	// Sample the service's gauges and memory.
+	smp := startSampler(runCtx, urls, o.sampleInterval, &t.unique)
+
+	// Backlog mode with elastic replicas: the clock starts once every
+	// replica consumes its share of the partitions. The membership settles
+	// within a few heartbeats (PARTITION_TAKEOVER/4 apart), but the first
+	// replicas to start take every partition and give the others' up only
+	// once they have settled what they hold of them.
+	warm := int64(0)
+	if o.replicaN > 0 && o.mode == "backlog" && cfg.Partition.Mode == "elastic" {
+		limit := max(30*time.Second, 6*cfg.Partition.Takeover)
+		ok, err := awaitAssignment(runCtx, js, cfg, o.replicaN, limit, t.all.ch, rs.Exited())
+		switch {
+		case err != nil:
+			return nil, err
+		case ok:
+			if base, err = takeBaseline(ctx, infra); err != nil {
+				return nil, err
+			}
+			warm = t.unique.Load()
+			rep.WarmupS, rep.WarmupOutcomes = time.Since(t0).Seconds(), warm
+			t0 = time.Now()
+			if warm > int64(o.events)/2 {
+				rep.Note = fmt.Sprintf("the warm-up took %d of the %d events: the measured part is short, publish more", warm, o.events)
+			}
+		default:
+			rep.Note = "the partition assignment did not settle before the backlog ran out or within " + limit.String() + "; timed from the start"
+		}
+	}
 
 	// Rate mode: publish while the service runs.
 	published := make(chan error, 1)
@@ -605,9 +1009,6 @@ func runBench(ctx context.Context, o benchOptions, stderr io.Writer) (*benchRepo
 		pubCount.Store(int64(o.events))
 		published <- nil
 	}
-
-	// Sample the service's gauges and memory.
-	smp := startSampler(runCtx, "http://"+cfg.HTTP.Addr+"/metrics", o.sampleInterval, &t.unique)
 
 	// Wait for every outcome, the end of --duration, or the timeout.
 	var durationEnd <-chan time.Time
@@ -631,16 +1032,16 @@ wait:
 				serveErr = fmt.Errorf("publishing: %w", err)
 				break wait
 			}
-		case serveErr = <-served:
-			if serveErr == nil {
-				serveErr = errors.New("the service stopped")
-			}
-			served <- serveErr
+		case ex := <-rs.Exited():
+			serveErr = exitError(ex, o.replicaN)
 			break wait
 		case <-ctx.Done():
 			tEnd = time.Now()
 			rep.Incomplete = true
 			rep.Note = "timed out before every event had its outcome"
+			if o.replicaN > 0 {
+				rep.Note += "; " + partitionState(context.WithoutCancel(ctx), js, cfg)
+			}
 			break wait
 		}
 	}
@@ -660,16 +1061,14 @@ wait:
 			fmt.Fprintln(stderr, "mautic-sync bench: heap profile:", err)
 		}
 	}
-	scraped, _ := bench.Scrape(context.WithoutCancel(ctx), &http.Client{Timeout: 5 * time.Second}, "http://"+cfg.HTTP.Addr+"/metrics")
+	finals := scrapeAll(context.WithoutCancel(ctx), urls)
+	var scraped bench.Samples
+	for _, f := range finals {
+		scraped = append(scraped, f...)
+	}
 	all, limitName := smp.stop()
-	stopService()
-	select {
-	case err := <-served:
-		if serveErr == nil && err != nil && !errors.Is(err, context.Canceled) {
-			serveErr = err
-		}
-	case <-time.After(cfg.Worker.DrainTimeout + 10*time.Second):
-		fmt.Fprintln(stderr, "mautic-sync bench: the service did not stop in time")
+	if err := stopReplicas(); serveErr == nil {
+		serveErr = err
 	}
 	if serveErr != nil {
 		return nil, serveErr
@@ -685,18 +1084,20 @@ wait:
 	if tEnd.IsZero() {
 		tEnd = time.Now()
 	}
+	infra0, ms0, machine0, machineOK, cpu0 := base.infra, base.ms, base.machine, base.machineOK, base.cpu
 	elapsed := tEnd.Sub(t0)
 	outcomes := t.unique.Load()
 	if cut {
 		outcomes = cutCount // outcomes while the service drains after the cut are not the run's
 	}
+	measured := outcomes - warm // the outcomes since the clock started
 	rep.Published = pubCount.Load()
 	rep.Outcomes = outcomes
 	rep.Extra = t.extra.Load()
 	rep.ByResult = t.byResult
 	rep.Seconds = elapsed.Seconds()
 	if elapsed > 0 {
-		rep.EventsPerS = float64(outcomes) / elapsed.Seconds()
+		rep.EventsPerS = float64(measured) / elapsed.Seconds()
 	}
 	if t10, t90 := t.t10.Load(), t.t90.Load(); t10 > 0 && t90 > t10 {
 		rep.SteadyEventsPerS = float64(t.n*9/10-max(1, t.n/10)) / time.Duration(t90-t10).Seconds()
@@ -716,7 +1117,7 @@ wait:
 	}
 
 	// Mautic.
-	m := mauticFiguresOf(o, infra0, infra1, scraped, all, outcomes, tEnd) // scraped is nil when it failed
+	m := mauticFiguresOf(o, infra0, infra1, scraped, all, measured, tEnd) // scraped is nil when it failed
 	rep.Mautic = m
 
 	// CPU and memory.
@@ -725,9 +1126,9 @@ wait:
 		scope = "the whole process: the service, the embedded NATS server and the Mautic fake (--infra inprocess)"
 	}
 	rep.CPU = cpuFigures{ServiceS: (cpu1 - cpu0).Seconds(), ServiceScope: scope, GCCycles: ms1.gc - ms0.gc}
-	if outcomes > 0 {
-		rep.CPU.ServicePer10k = rep.CPU.ServiceS / float64(outcomes) * 10000
-		rep.CPU.AllocPerEvent = float64(ms1.alloc-ms0.alloc) / float64(outcomes)
+	if measured > 0 {
+		rep.CPU.ServicePer10k = rep.CPU.ServiceS / float64(measured) * 10000
+		rep.CPU.AllocPerEvent = float64(ms1.alloc-ms0.alloc) / float64(measured)
 	}
 	if machineOK && elapsed > 0 {
 		other := (machine1 - machine0 - (cpu1 - cpu0)).Seconds()
@@ -738,8 +1139,8 @@ wait:
 	}
 	if infra.Separate() {
 		rep.CPU.InfraS = (infra1.CPU - infra0.CPU).Seconds()
-		if outcomes > 0 {
-			rep.CPU.InfraPer10k = rep.CPU.InfraS / float64(outcomes) * 10000
+		if measured > 0 {
+			rep.CPU.InfraPer10k = rep.CPU.InfraS / float64(measured) * 10000
 		}
 	}
 	rep.Memory = memFigures{PeakRSSMiB: mib(peak), PeakRSSSource: peakSource,
@@ -758,6 +1159,9 @@ wait:
 	rep.Concurrency = concurrencyOf(o, all, limitName, t.n, infra0, infra1, tEnd)
 	if c := rep.Concurrency; c.Settled > 0 && (o.callLatency > 0 || o.itemLatency > 0) {
 		rep.Ratios["slot_use_at_mautic"] = c.AtMauticMean / c.Settled
+	}
+	if o.replicaN > 0 {
+		rep.Replicas = replicaFiguresOf(o, t, all, finals, urls, tEnd)
 	}
 
 	// References.
@@ -790,6 +1194,16 @@ func benchServiceConfig(o benchOptions, infra bench.Infra, user, password string
 	cfg.HTTP.Addr = loopbackAddr(0)
 	cfg.Log.Level, cfg.Log.Format = o.logLevel, "console"
 	cfg.CreateStreams = true
+	if o.replicaN > 0 {
+		// PARTITION_MODE, PARTITION_TAKEOVER and MAUTIC_RATE_SHARED come
+		// from the environment (elastic, 10s, auto: with basic auth the
+		// replicas share one budget); startReplicas places static ones.
+		cfg.Partition.Count = o.partitions
+		cfg.Partition.Index, cfg.Partition.Replicas = -1, 0
+		if cfg.Partition.Mode == "static" {
+			cfg.Partition.Replicas = o.replicaN
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("settings: %w", err)
 	}
@@ -866,12 +1280,17 @@ type sampler struct {
 	limit   string // the name of the concurrency-limit gauge, when exported
 }
 
-func startSampler(ctx context.Context, url string, every time.Duration, progress *atomic.Int64) *sampler {
+func startSampler(ctx context.Context, urls []string, every time.Duration, progress *atomic.Int64) *sampler {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &sampler{cancel: cancel, done: make(chan struct{})}
 	go pprof.Do(ctx, pprof.Labels("part", "bench"), func(ctx context.Context) {
 		defer close(s.done)
 		hc := &http.Client{Timeout: 2 * time.Second}
+		// A scrape cut short while dialing leaves its connection in the
+		// pool, one on which the service's HTTP server never saw a
+		// request: its Shutdown waits 5 s for such a connection, and serve
+		// then returns "context deadline exceeded". Close them.
+		defer hc.CloseIdleConnections()
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
@@ -880,12 +1299,22 @@ func startSampler(ctx context.Context, url string, every time.Duration, progress
 				return
 			case <-tick.C:
 			}
-			x := sample{at: time.Now(), progress: progress.Load(), rss: bench.RSS(), heap: heapBytes()}
-			if ss, err := bench.Scrape(ctx, hc, url); err == nil {
-				x.inflight, _ = ss.Get("mautic_sync_inflight_calls")
-				if g := ss.Find(isLimitGauge); len(g) > 0 {
-					x.limit, x.hasLimit, s.limit = g[0].Value, true, g[0].Name
+			x := sample{at: time.Now(), progress: progress.Load(), rss: bench.RSS(), heap: heapBytes(), hasLimit: true}
+			for _, url := range urls {
+				var r replicaSample
+				if ss, err := bench.Scrape(ctx, hc, url); err == nil {
+					var name string
+					if r, name = readReplica(ss); name != "" {
+						s.limit = name
+					}
 				}
+				x.inflight += r.inflight
+				x.limit += r.limit
+				x.hasLimit = x.hasLimit && r.hasLimit
+				x.replicas = append(x.replicas, r)
+			}
+			if !x.hasLimit {
+				x.limit = 0
 			}
 			s.samples = append(s.samples, x)
 		}
@@ -914,8 +1343,8 @@ func mauticFiguresOf(o benchOptions, infra0, infra1 bench.InfraStats, final benc
 	for route, rs := range infra1.Routes {
 		ep := routeEndpoint(route)
 		e := m.ByEndpoint[ep]
-		e.Calls += float64(rs.Calls)
-		e.MeanLatencyMs += rs.ServiceSeconds * 1000 // a total until divided below
+		e.Calls += float64(rs.Calls - infra0.Routes[route].Calls)
+		e.MeanLatencyMs += (rs.ServiceSeconds - infra0.Routes[route].ServiceSeconds) * 1000 // a total until divided below
 		m.ByEndpoint[ep] = e
 	}
 	var items, batchCalls float64
@@ -923,8 +1352,8 @@ func mauticFiguresOf(o benchOptions, infra0, infra1 bench.InfraStats, final benc
 		if e.Calls > 0 {
 			e.MeanLatencyMs /= e.Calls
 		}
-		count, _ := final.Get("mautic_sync_batch_items_count", "endpoint", ep)
-		sum, _ := final.Get("mautic_sync_batch_items_sum", "endpoint", ep)
+		count := final.Sum("mautic_sync_batch_items_count", "endpoint", ep) // over the replicas
+		sum := final.Sum("mautic_sync_batch_items_sum", "endpoint", ep)
 		if count > 0 {
 			e.MeanItems = sum / count
 			if isBatchEndpoint(ep) {
@@ -1022,12 +1451,10 @@ func routeEndpoint(route string) string {
 	return route
 }
 
-func concurrencyOf(o benchOptions, samples []sample, limitName string, n int64, i0, i1 bench.InfraStats, end time.Time) concFigures {
-	c := concFigures{Mode: "adaptive", AtMauticMax: i1.MaxInflight}
-	if span := i1.At.Sub(i0.At).Seconds(); span > 0 {
-		c.AtMauticMean = (i1.InflightArea - i0.InflightArea) / span
-	}
-	// The steady part: between 10% and 90% of the outcomes, before the end.
+// steadySamples are the samples of the steady part: between 10% and 90%
+// of the n outcomes, before the end (all before the end when fewer than
+// three).
+func steadySamples(samples []sample, n int64, end time.Time) []sample {
 	var steady []sample
 	for _, s := range samples {
 		if s.progress >= n/10 && s.progress <= n*9/10 && !s.at.After(end) {
@@ -1042,6 +1469,61 @@ func concurrencyOf(o benchOptions, samples []sample, limitName string, n int64, 
 			}
 		}
 	}
+	return steady
+}
+
+// replicaFiguresOf is each replica's part of a --replicas run: its
+// outcomes, its concurrency over the steady part, and its partitions at
+// the end.
+func replicaFiguresOf(o benchOptions, t *tally, samples []sample, finals []bench.Samples, urls []string, end time.Time) []replicaFigures {
+	steady := steadySamples(samples, t.n, end)
+	total := t.unique.Load()
+	out := make([]replicaFigures, len(urls))
+	for i := range out {
+		f := replicaFigures{Index: i, Outcomes: t.byReplica[i].Load(), MetricsAddr: strings.TrimSuffix(strings.TrimPrefix(urls[i], "http://"), "/metrics")}
+		if total > 0 {
+			f.Share = math.Round(float64(f.Outcomes)/float64(total)*1000) / 1000
+		}
+		var in, lim float64
+		var nIn, nLim int
+		for _, s := range steady {
+			if i >= len(s.replicas) || !s.replicas[i].ok {
+				continue
+			}
+			r := s.replicas[i]
+			in += r.inflight
+			nIn++
+			if r.hasLimit {
+				lim += r.limit
+				nLim++
+			}
+		}
+		if nIn > 0 {
+			f.InflightMean = in / float64(nIn)
+		}
+		switch {
+		case o.concurrency > 0:
+			f.Settled = float64(o.concurrency)
+		case nLim > 0:
+			f.Settled = lim / float64(nLim)
+		default:
+			f.Settled = f.InflightMean
+		}
+		if i < len(finals) && finals[i] != nil {
+			r, _ := readReplica(finals[i])
+			f.PartitionsOwned, f.PartitionsWanted = r.owned, r.wanted
+		}
+		out[i] = f
+	}
+	return out
+}
+
+func concurrencyOf(o benchOptions, samples []sample, limitName string, n int64, i0, i1 bench.InfraStats, end time.Time) concFigures {
+	c := concFigures{Mode: "adaptive", AtMauticMax: i1.MaxInflight}
+	if span := i1.At.Sub(i0.At).Seconds(); span > 0 {
+		c.AtMauticMean = (i1.InflightArea - i0.InflightArea) / span
+	}
+	steady := steadySamples(samples, n, end)
 	var inSum, limSum float64
 	var limN int
 	for _, s := range steady {
@@ -1063,7 +1545,10 @@ func concurrencyOf(o benchOptions, samples []sample, limitName string, n int64, 
 	}
 	switch {
 	case o.concurrency > 0:
-		c.Mode, c.Settled, c.Source = "fixed", float64(o.concurrency), "--concurrency"
+		c.Mode, c.Settled, c.Source = "fixed", float64(o.concurrency*max(o.replicaN, 1)), "--concurrency"
+		if o.replicaN > 1 {
+			c.Source = fmt.Sprintf("--concurrency x %d replicas", o.replicaN)
+		}
 	case limN > 0:
 		c.Settled, c.Source = c.LimitMean, limitName+" (mean over the steady part)"
 	default:
@@ -1379,6 +1864,33 @@ func floorChunk(ctx context.Context, ledger *queue.Ledger, pub *queue.Publisher,
 
 // print writes the report as a table.
 func (r *benchReport) print(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	r.printScenario(w)
+	p("machine: %d CPUs (%s), GOMAXPROCS %d, %s, Linux %s; load %.2f at start, other processes used %.2f cores during the run",
+		r.Machine.NumCPU, r.Machine.CPUModel, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.Kernel, r.Machine.LoadAtStart, r.Machine.OtherCores)
+	if r.Machine.OtherCores > 0.2 {
+		p("WARNING: other processes competed for the CPUs; the figures are disturbed")
+	}
+	if r.Note != "" {
+		p("note: %s", r.Note)
+	}
+	p("")
+	row := func(name, value string) { p("  %-26s %s", name, value) }
+	steady := ""
+	if r.SteadyEventsPerS > 0 {
+		steady = fmt.Sprintf("; 10-90%%: %s/s", num(r.SteadyEventsPerS))
+	}
+	measured := fmt.Sprintf("%d outcomes in %.2f s%s", r.Outcomes, r.Seconds, steady)
+	if r.WarmupS > 0 {
+		measured = fmt.Sprintf("%d outcomes in %.2f s after a %.2f s warm-up with %d outcomes%s", r.Outcomes-r.WarmupOutcomes, r.Seconds, r.WarmupS, r.WarmupOutcomes, steady)
+	}
+	row("throughput", fmt.Sprintf("%s events/s  (%s)", num(r.EventsPerS), measured))
+	r.printBody(w, row)
+}
+
+// printScenario writes the scenario: the load, the fake and the service's
+// settings.
+func (r *benchReport) printScenario(w io.Writer) {
 	s := r.Settings
 	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	load := fmt.Sprintf("backlog of %d events", s.Events)
@@ -1403,22 +1915,24 @@ func (r *benchReport) print(w io.Writer) {
 		budget = fmt.Sprintf("%d per %s", s.Budget, s.RateWindow)
 	}
 	p("mautic-sync bench: %s, mix %s, %d contacts%s; %s", load, s.Mix, s.Contacts, map[bool]string{true: " (pre-created)", false: ""}[s.Precreated], fake)
+	if s.Replicas > 0 {
+		if s.BudgetShared {
+			budget += " shared by the replicas"
+		} else if s.Budget > 0 {
+			budget += " per replica"
+		}
+	}
 	p("service: concurrency %s, batch %d, linger %s, max ack pending %d, budget %s; infrastructure %s", conc, s.Batch, s.Linger, s.MaxAckPending, budget, s.Infra)
-	p("machine: %d CPUs (%s), GOMAXPROCS %d, %s, Linux %s; load %.2f at start, other processes used %.2f cores during the run",
-		r.Machine.NumCPU, r.Machine.CPUModel, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.Kernel, r.Machine.LoadAtStart, r.Machine.OtherCores)
-	if r.Machine.OtherCores > 0.2 {
-		p("WARNING: other processes competed for the CPUs; the figures are disturbed")
+	if s.Replicas > 0 {
+		p("replicas: %d in this process on %d partitions (%s, takeover %s), each with its own NATS connection, Mautic client, worker and /metrics",
+			s.Replicas, s.Partitions, s.PartitionMode, s.Takeover)
 	}
-	if r.Note != "" {
-		p("note: %s", r.Note)
-	}
-	p("")
-	row := func(name, value string) { p("  %-26s %s", name, value) }
-	steady := ""
-	if r.SteadyEventsPerS > 0 {
-		steady = fmt.Sprintf("; 10-90%%: %s/s", num(r.SteadyEventsPerS))
-	}
-	row("throughput", fmt.Sprintf("%s events/s  (%d outcomes in %.2f s%s)", num(r.EventsPerS), r.Outcomes, r.Seconds, steady))
+}
+
+// printBody writes the report's rows after the throughput.
+func (r *benchReport) printBody(w io.Writer, row func(name, value string)) {
+	s := r.Settings
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	row("outcomes", fmt.Sprintf("%v; extra %d", sortedCounts(r.ByResult), r.Extra))
 	m := r.Mautic
 	row("Mautic calls", fmt.Sprintf("%.4f per event  (%d calls, 429s: %d, 5xx: %d)", m.CallsPerEvent, m.Calls, m.Status429, m.Status5xx))
@@ -1462,6 +1976,10 @@ func (r *benchReport) print(w io.Writer) {
 	cc := r.Concurrency
 	row("concurrency", fmt.Sprintf("%s, settled %.2f (%s); worker in flight mean %.2f max %g; at Mautic mean %.2f max %d",
 		cc.Mode, cc.Settled, cc.Source, cc.WorkerInflightMean, cc.WorkerInflightMax, cc.AtMauticMean, cc.AtMauticMax))
+	for _, rf := range r.Replicas {
+		row(fmt.Sprintf("  replica %d", rf.Index), fmt.Sprintf("%d outcomes (%.1f%%), concurrency %.2f, in flight mean %.2f, partitions %g owned of %g wanted at the end",
+			rf.Outcomes, rf.Share*100, rf.Settled, rf.InflightMean, rf.PartitionsOwned, rf.PartitionsWanted))
+	}
 	p("")
 	p("references (same messages, same run):")
 	ratio := func(k string) string {
@@ -1524,4 +2042,209 @@ func sortedCounts(m map[string]int64) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// sweepReport is `bench --replicas 1,2,3,4`: the same scenario run once per
+// replica count, each on fresh infrastructure with the same messages.
+type sweepReport struct {
+	Command    string         `json:"command"`
+	Date       string         `json:"date"`
+	Partitions int            `json:"partitions"`
+	Incomplete bool           `json:"incomplete,omitempty"`
+	Error      string         `json:"error,omitempty"`
+	Rows       []sweepRow     `json:"summary"`
+	Runs       []*benchReport `json:"runs"`
+}
+
+// sweepRow is one run of a sweep, summed up.
+type sweepRow struct {
+	Replicas   int     `json:"replicas"`
+	Partitions int     `json:"partitions"`
+	EventsPerS float64 `json:"events_per_s"`
+	// SteadyEventsPerS is the rate over the complete rate-limit windows
+	// when the fake has a rate limit, else between the 10% and 90%
+	// outcome marks; SteadySource says which.
+	SteadyEventsPerS float64 `json:"steady_events_per_s"`
+	SteadySource     string  `json:"steady_source"`
+	// VsFirst is EventsPerS over the first run's (the list's first count).
+	VsFirst float64 `json:"vs_first"`
+	// Settled is the replicas' settled concurrency, summed.
+	Settled      float64 `json:"settled_concurrency"`
+	LatencyBound float64 `json:"mautic_latency_bound_events_per_s"`
+	RateBound    float64 `json:"mautic_rate_bound_events_per_s"`
+	Ceiling      float64 `json:"mautic_ceiling_events_per_s"`
+	// VsCeiling and SteadyVsCeiling are the throughputs over the ceiling
+	// (0 when unbounded).
+	VsCeiling       float64   `json:"vs_mautic_ceiling"`
+	SteadyVsCeiling float64   `json:"steady_vs_mautic_ceiling"`
+	AtMauticMean    float64   `json:"at_mautic_mean"`
+	AtMauticMax     int       `json:"at_mautic_max"`
+	Status429       int64     `json:"status_429"`
+	Shares          []float64 `json:"outcome_shares"`
+	WarmupS         float64   `json:"warmup_seconds"`
+	OtherCores      float64   `json:"other_processes_cores"`
+	Incomplete      bool      `json:"incomplete,omitempty"`
+}
+
+func cmdBenchSweep(ctx context.Context, o benchOptions, stdout, stderr io.Writer) int {
+	sw, err := runSweep(ctx, o, stderr)
+	if err != nil {
+		sw.Error = err.Error()
+	}
+	if o.outFile != "" {
+		b, _ := json.MarshalIndent(sw, "", "  ")
+		if werr := os.WriteFile(o.outFile, append(b, '\n'), 0o644); werr != nil {
+			fmt.Fprintln(stderr, "mautic-sync bench:", werr)
+		}
+	}
+	if o.jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(sw)
+	} else {
+		sw.print(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "mautic-sync bench:", err)
+		return exitFailure
+	}
+	if sw.Incomplete {
+		return exitFailure
+	}
+	return exitOK
+}
+
+// runSweep runs the scenario once per replica count, in the order given,
+// each on fresh infrastructure (runBench) with the same seed, so the same
+// messages, and the same partitions.
+func runSweep(ctx context.Context, o benchOptions, stderr io.Writer) (*sweepReport, error) {
+	sw := &sweepReport{
+		Command:    strings.TrimSpace("mautic-sync bench " + strings.Join(o.args, " ")),
+		Date:       time.Now().UTC().Format(time.RFC3339),
+		Partitions: o.partitions,
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	for k, n := range o.replicas {
+		fmt.Fprintf(stderr, "mautic-sync bench: run %d of %d: %d replica(s) on %d partitions\n", k+1, len(o.replicas), n, o.partitions)
+		run := o
+		run.replicas, run.replicaN = []int{n}, n
+		rep, err := runBench(ctx, run, stderr)
+		if rep == nil {
+			return sw, fmt.Errorf("%d replicas: %w", n, err)
+		}
+		sw.Runs = append(sw.Runs, rep)
+		row := sweepRowOf(rep)
+		if len(sw.Rows) > 0 && sw.Rows[0].EventsPerS > 0 {
+			row.VsFirst = row.EventsPerS / sw.Rows[0].EventsPerS
+		} else if len(sw.Rows) == 0 {
+			row.VsFirst = 1
+		}
+		sw.Rows = append(sw.Rows, row)
+		sw.Incomplete = sw.Incomplete || rep.Incomplete
+		fmt.Fprintf(stderr, "mautic-sync bench: %d replica(s): %s events/s (steady %s/s), ceiling %s/s, %d 429s\n",
+			n, num(row.EventsPerS), num(row.SteadyEventsPerS), num(row.Ceiling), row.Status429)
+		if err != nil {
+			return sw, fmt.Errorf("%d replicas: %w", n, err)
+		}
+	}
+	return sw, nil
+}
+
+func sweepRowOf(r *benchReport) sweepRow {
+	row := sweepRow{
+		Replicas: r.Settings.Replicas, Partitions: r.Settings.Partitions, EventsPerS: r.EventsPerS,
+		SteadyEventsPerS: r.SteadyEventsPerS, SteadySource: "10-90% of the outcomes",
+		Settled: r.Concurrency.Settled, LatencyBound: r.Refs.CeilingLatencyBound, RateBound: r.Refs.CeilingRateBound,
+		Ceiling: r.Refs.Ceiling, AtMauticMean: r.Concurrency.AtMauticMean, AtMauticMax: r.Concurrency.AtMauticMax,
+		Status429: r.Mautic.Status429, WarmupS: r.WarmupS, OtherCores: r.Machine.OtherCores, Incomplete: r.Incomplete,
+	}
+	if r.Mautic.SteadyWindowEvents > 0 {
+		row.SteadyEventsPerS, row.SteadySource = r.Mautic.SteadyWindowEvents, "complete rate-limit windows"
+	}
+	if row.Ceiling > 0 {
+		row.VsCeiling = row.EventsPerS / row.Ceiling
+		row.SteadyVsCeiling = row.SteadyEventsPerS / row.Ceiling
+	}
+	for _, rf := range r.Replicas {
+		row.Shares = append(row.Shares, rf.Share)
+	}
+	return row
+}
+
+// print writes the sweep as a table.
+func (sw *sweepReport) print(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	p("%s", sw.Command)
+	if len(sw.Runs) > 0 {
+		r := sw.Runs[0]
+		var b strings.Builder
+		r.printScenario(&b)
+		for line := range strings.SplitSeq(strings.TrimSpace(b.String()), "\n") {
+			if !strings.HasPrefix(line, "replicas:") {
+				p("%s", line)
+			}
+		}
+		p("replicas: each run in this process on %d partitions (%s, takeover %s), fresh infrastructure and the same messages per run",
+			sw.Partitions, r.Settings.PartitionMode, r.Settings.Takeover)
+		p("machine: %d CPUs (%s), GOMAXPROCS %d, %s, Linux %s", r.Machine.NumCPU, r.Machine.CPUModel, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.Kernel)
+	}
+	p("")
+	first := 0
+	if len(sw.Rows) > 0 {
+		first = sw.Rows[0].Replicas
+	}
+	steadyName := "steady"
+	if len(sw.Rows) > 0 {
+		steadyName = map[bool]string{true: "windows", false: "10-90%"}[sw.Rows[0].SteadySource == "complete rate-limit windows"]
+	}
+	p("%8s %9s %8s %8s %6s %9s %9s %9s %7s %7s %10s %5s %-16s %7s %6s",
+		"replicas", "ev/s", steadyName, fmt.Sprintf("x %d", first), "conc.", "lat.bound", "rate bnd", "ceiling", "ratio", "steady", "at Mautic", "429s", "outcome shares", "warm-up", "other")
+	for _, r := range sw.Rows {
+		var shares []string
+		for _, s := range r.Shares {
+			shares = append(shares, strconv.Itoa(int(math.Round(s*100))))
+		}
+		ratio := func(v float64) string {
+			if r.Ceiling == 0 {
+				return "-"
+			}
+			return strconv.FormatFloat(v, 'f', 3, 64)
+		}
+		bound := func(v float64) string {
+			if v == 0 {
+				return "none"
+			}
+			return num(v)
+		}
+		mark := ""
+		if r.Incomplete {
+			mark = " (incomplete)"
+		}
+		p("%8d %9s %8s %8.2f %6.2f %9s %9s %9s %7s %7s %10s %5d %-16s %6.1fs %6.2f%s",
+			r.Replicas, num(r.EventsPerS), num(r.SteadyEventsPerS), r.VsFirst, r.Settled, bound(r.LatencyBound), bound(r.RateBound), bound(r.Ceiling),
+			ratio(r.VsCeiling), ratio(r.SteadyVsCeiling), fmt.Sprintf("%.2f/%d", r.AtMauticMean, r.AtMauticMax), r.Status429,
+			strings.Join(shares, "/"), r.WarmupS, r.OtherCores, mark)
+	}
+	p("")
+	p("ev/s: outcomes after the warm-up / time; %s: %s; x %d: ev/s over the first run's; conc.: settled concurrency summed over the replicas;",
+		steadyName, map[bool]string{true: "over the complete rate-limit windows", false: "between the 10% and 90% outcome marks"}[steadyName == "windows"], first)
+	p("ceiling: min(latency bound at that concurrency, rate bound of the shared limit); ratio, steady: ev/s and %s over the ceiling;", steadyName)
+	p("at Mautic: calls in flight at the fake, mean/max; outcome shares: each replica's %% of the outcomes; other: cores used by other processes")
+	if sw.Error != "" {
+		p("error: %s", sw.Error)
+	}
+}
+
+// defaultMaxAckPending is the service's default CONSUMER_MAX_ACK_PENDING,
+// so that the bench measures the window a deployment gets.
+func defaultMaxAckPending() int {
+	for _, st := range config.Settings() {
+		if st.Key == "CONSUMER_MAX_ACK_PENDING" {
+			if n, err := strconv.Atoi(st.Default); err == nil {
+				return n
+			}
+		}
+	}
+	return 4000
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -129,6 +130,11 @@ func TestBenchBadFlags(t *testing.T) {
 		{"--refs", "raw,other"},
 		{"--events", "0"},
 		{"extra"},
+		{"--replicas", "0"},
+		{"--replicas", "1,x"},
+		{"--replicas", "3", "--partitions", "2"},
+		{"--partitions", "4"},
+		{"--replicas", "1,2", "--cpuprofile", "cpu.out"},
 	} {
 		var out, errOut syncBuffer
 		if code := run(context.Background(), append([]string{"bench"}, args...), &out, &errOut); code != exitConfig {
@@ -138,5 +144,109 @@ func TestBenchBadFlags(t *testing.T) {
 	var out, errOut syncBuffer
 	if code := run(context.Background(), []string{"bench", "-h"}, &out, &errOut); code != exitOK || !strings.Contains(errOut.String(), "--mode") && !strings.Contains(errOut.String(), "-mode") {
 		t.Errorf("bench -h: exit %d\n%s", code, errOut.String())
+	}
+}
+
+// Two replicas on a small backlog, the infrastructure in process: every
+// event has exactly one outcome, both replicas settled some, and the
+// per-replica figures add up. The fake's latency and a small window
+// (--max-ack-pending) keep the first replica from taking the whole
+// backlog before the other has its partition.
+func TestBenchReplicas(t *testing.T) {
+	t.Setenv("PARTITION_TAKEOVER", "2s")
+	rep, _ := runBenchJSON(t, "--replicas", "2", "--events", "1000", "--infra", "inprocess", "--refs", "",
+		"--call-latency", "20ms", "--batch", "20", "--linger", "10ms", "--concurrency", "1", "--max-ack-pending", "100")
+	if rep.Published != 1000 || rep.Outcomes != 1000 || rep.Extra != 0 || rep.Incomplete {
+		t.Fatalf("published %d, outcomes %d, extra %d, incomplete %v (%s)", rep.Published, rep.Outcomes, rep.Extra, rep.Incomplete, rep.Note)
+	}
+	if rep.ByResult["applied"] != 1000 {
+		t.Errorf("by outcome %v, want 1000 applied", rep.ByResult)
+	}
+	s := rep.Settings
+	if s.Replicas != 2 || s.Partitions != 2 || s.PartitionMode != "elastic" {
+		t.Errorf("settings %+v", s)
+	}
+	if len(rep.Replicas) != 2 {
+		t.Fatalf("%d replicas reported: %+v", len(rep.Replicas), rep.Replicas)
+	}
+	var sum int64
+	for _, r := range rep.Replicas {
+		if r.Outcomes == 0 {
+			t.Errorf("replica %d settled no event: %+v", r.Index, rep.Replicas)
+		}
+		if r.Settled != 1 || r.PartitionsWanted != 1 {
+			t.Errorf("replica %d: %+v", r.Index, r)
+		}
+		sum += r.Outcomes
+	}
+	if sum != 1000 {
+		t.Errorf("the replicas' outcomes add up to %d", sum)
+	}
+	if rep.Concurrency.Settled != 2 || rep.EventsPerS <= 0 {
+		t.Errorf("concurrency %+v, %v events/s", rep.Concurrency, rep.EventsPerS)
+	}
+	if rep.Refs.CeilingLatencyBound <= 0 {
+		t.Errorf("ceiling %+v", rep.Refs)
+	}
+}
+
+// --replicas with a list runs the scenario once per count, on the same
+// partitions (their least common multiple), and sums the runs up.
+func TestBenchReplicaSweep(t *testing.T) {
+	t.Setenv("PARTITION_TAKEOVER", "2s")
+	var out, errOut syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := []string{"bench", "--json", "--replicas", "1,2", "--events", "300", "--infra", "inprocess", "--refs", "",
+		"--batch", "20", "--linger", "10ms", "--call-latency", "5ms", "--concurrency", "1"}
+	if code := run(ctx, args, &out, &errOut); code != exitOK {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+	}
+	var sw sweepReport
+	if err := json.Unmarshal([]byte(out.String()), &sw); err != nil {
+		t.Fatalf("sweep is not JSON: %v\n%s", err, out.String())
+	}
+	if len(sw.Runs) != 2 || len(sw.Rows) != 2 || sw.Partitions != 2 || sw.Incomplete {
+		t.Fatalf("%d runs, %d rows, %d partitions, incomplete %v", len(sw.Runs), len(sw.Rows), sw.Partitions, sw.Incomplete)
+	}
+	for i, want := range []int{1, 2} {
+		r, row := sw.Runs[i], sw.Rows[i]
+		if r.Settings.Replicas != want || r.Settings.Partitions != 2 || len(r.Replicas) != want || row.Replicas != want {
+			t.Errorf("run %d: settings %+v, %d replicas reported, row %+v", i, r.Settings, len(r.Replicas), row)
+		}
+		if r.Outcomes != 300 || r.Extra != 0 {
+			t.Errorf("run %d: %d outcomes, %d extra", i, r.Outcomes, r.Extra)
+		}
+		if row.EventsPerS <= 0 || row.Ceiling <= 0 || row.VsCeiling <= 0 || row.Settled != float64(want) {
+			t.Errorf("row %d: %+v", i, row)
+		}
+	}
+	if sw.Rows[0].VsFirst != 1 || sw.Rows[1].VsFirst <= 0 {
+		t.Errorf("ratios to the first run: %v, %v", sw.Rows[0].VsFirst, sw.Rows[1].VsFirst)
+	}
+	// The table form of the same figures.
+	var table bytes.Buffer
+	sw.print(&table)
+	for _, want := range []string{"replicas", "ceiling", "at Mautic"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+func TestDefaultPartitions(t *testing.T) {
+	for _, c := range []struct {
+		counts []int
+		want   int
+	}{
+		{[]int{3}, 3},
+		{[]int{1, 2, 3, 4}, 12},
+		{[]int{2, 4}, 4},
+		{[]int{1, 2, 3, 4, 5}, 60},
+		{[]int{5, 7, 8}, 8}, // lcm 280: the largest count
+	} {
+		if got := defaultPartitions(c.counts); got != c.want {
+			t.Errorf("defaultPartitions(%v) = %d, want %d", c.counts, got, c.want)
+		}
 	}
 }

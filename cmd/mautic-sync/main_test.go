@@ -297,6 +297,15 @@ func TestRunServesHealthAndProcesses(t *testing.T) {
 		return nil
 	})
 
+	// A TCP probe's connection that never sends a request is open while
+	// the service stops: it must not fail the stop (net/http waits 5 s
+	// for such a connection, as long as the shutdown's own timeout).
+	probe, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+
 	cancel()
 	select {
 	case code := <-done:

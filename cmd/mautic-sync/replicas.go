@@ -23,6 +23,13 @@ type replicaSet struct {
 	errs    []chan error
 	once    []sync.Once
 	results []error
+	exited  chan replicaExit
+}
+
+// replicaExit is a replica that stopped, and what serve returned.
+type replicaExit struct {
+	Index int
+	Err   error
 }
 
 // startReplicas starts n replicas of serve with cfg. With n > 1 the stream
@@ -38,6 +45,12 @@ type replicaSet struct {
 // observer is called from every replica's worker, concurrently. The
 // replicas run until ctx ends or Stop; Wait returns their errors.
 func startReplicas(ctx context.Context, cfg config.Config, n int, log *zap.Logger, observer func(worker.Settled)) (*replicaSet, error) {
+	return startReplicasEach(ctx, cfg, n, log, func(int) func(worker.Settled) { return observer })
+}
+
+// startReplicasEach is startReplicas with an observer per replica:
+// observerOf(i) is replica i's (nil for none), called from its worker.
+func startReplicasEach(ctx context.Context, cfg config.Config, n int, log *zap.Logger, observerOf func(i int) func(worker.Settled)) (*replicaSet, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("replicas: %d", n)
 	}
@@ -57,7 +70,7 @@ func startReplicas(ctx context.Context, cfg config.Config, n int, log *zap.Logge
 	if log == nil {
 		log = zap.NewNop()
 	}
-	rs := &replicaSet{once: make([]sync.Once, n), results: make([]error, n)}
+	rs := &replicaSet{once: make([]sync.Once, n), results: make([]error, n), exited: make(chan replicaExit, n)}
 	for i := range n {
 		c := cfg
 		if static {
@@ -80,7 +93,15 @@ func startReplicas(ctx context.Context, cfg config.Config, n int, log *zap.Logge
 		rs.cfgs = append(rs.cfgs, c)
 		rs.cancels = append(rs.cancels, cancel)
 		rs.errs = append(rs.errs, done)
-		go func() { done <- serve(rctx, c, log.With(zap.Int("replica", i)), observer) }()
+		var observer func(worker.Settled)
+		if observerOf != nil {
+			observer = observerOf(i)
+		}
+		go func() {
+			err := serve(rctx, c, log.With(zap.Int("replica", i)), observer)
+			done <- err
+			rs.exited <- replicaExit{Index: i, Err: err}
+		}()
 	}
 	return rs, nil
 }
@@ -99,6 +120,10 @@ func (rs *replicaSet) Len() int { return len(rs.cfgs) }
 
 // Addr is replica i's HTTP_ADDR (its /metrics, /readyz), "" when off.
 func (rs *replicaSet) Addr(i int) string { return rs.cfgs[i].HTTP.Addr }
+
+// Exited receives each replica that stops (ctx ended, Stop, or serve
+// failed), as it stops.
+func (rs *replicaSet) Exited() <-chan replicaExit { return rs.exited }
 
 // Stop stops replica i as SIGTERM would (it drains, gives its partitions
 // up, and the others take them over at once) and returns its error; with

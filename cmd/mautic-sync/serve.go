@@ -139,7 +139,14 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger, observer fun
 			<-gctx.Done()
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			return srv.Shutdown(sctx)
+			if err := srv.Shutdown(sctx); err != nil {
+				// Health and metrics only: a connection that stays open
+				// (a TCP probe that never sends a request waits 5 s in
+				// net/http) must not fail the stop.
+				log.Debug("HTTP server shutdown timed out; closing its connections", zap.Error(err))
+				_ = srv.Close()
+			}
+			return nil
 		})
 	}
 	g.Go(func() error {

@@ -53,7 +53,9 @@ func (s *Server) beginWrite(c *call, touch touchFunc) *writeSet {
 		}
 		ws.keys = append(ws.keys, k)
 		s.inflight.counts[k]++
-		s.st.maxConcurrent = max(s.st.maxConcurrent, s.inflight.counts[k])
+		if n := s.inflight.counts[k]; n > s.st.maxConcurrent {
+			s.st.maxConcurrent, s.st.maxConcurrentKey = n, k
+		}
 	}
 	for _, k := range lookups {
 		ws.pending[k]++
@@ -156,6 +158,15 @@ func (s *Server) MaxConcurrentWritesPerContact() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.st.maxConcurrent
+}
+
+// MaxConcurrentWritesKey is the contact key ("id:N", or a unique
+// identifier such as "email:a@b.c") that reached
+// MaxConcurrentWritesPerContact first: where to look when it is above 1.
+func (s *Server) MaxConcurrentWritesKey() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.maxConcurrentKey
 }
 
 // rawUniqueKeysLocked returns the unique keys of a raw payload item, as

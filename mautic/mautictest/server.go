@@ -117,12 +117,19 @@ type statusWriter struct {
 	hijacked bool
 	done     bool
 	finish   func(status int)
+	// release, when set, ends the request's write registration as its
+	// response starts: Mautic has committed its writes before it answers,
+	// and a client may send its next write the moment it reads the answer.
+	release func()
 }
 
-// record calls finish once.
+// record calls release and finish once.
 func (w *statusWriter) record(status int) {
 	if !w.done {
 		w.done = true
+		if w.release != nil {
+			w.release()
+		}
 		w.finish(status)
 	}
 }
@@ -303,8 +310,14 @@ func (s *Server) routeError(w http.ResponseWriter, r *http.Request, rel string, 
 // the per-call latency and calls the handler.
 func (s *Server) runController(c *call, rt *route) {
 	if rt.touch != nil {
-		c.ws = s.beginWrite(c, rt.touch)
-		defer s.endWrite(c.ws)
+		ws := s.beginWrite(c, rt.touch)
+		c.ws = ws
+		var once sync.Once
+		end := func() { once.Do(func() { s.endWrite(ws) }) }
+		defer end()
+		if sw, ok := c.w.(*statusWriter); ok {
+			sw.release = end // before the client can see the answer
+		}
 	}
 	s.mu.Lock()
 	perCall := s.sw.perCall

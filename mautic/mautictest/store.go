@@ -10,19 +10,20 @@ import (
 
 // state is everything Reset forgets. It is guarded by Server.mu.
 type state struct {
-	contacts      map[int]*contact
-	nextID        int
-	uniq          map[string]map[int]struct{} // uniqueKey -> contact ids
-	tagsByName    map[string]*tag             // lower-case name -> tag
-	tagsByID      map[int]*tag
-	nextDNCID     int
-	access        map[string]*accessToken
-	refresh       map[string]*refreshToken
-	tokensIssued  int
-	buckets       map[string]*bucket
-	requests      []Request
-	requestCount  int
-	maxConcurrent int
+	contacts         map[int]*contact
+	nextID           int
+	uniq             map[string]map[int]struct{} // uniqueKey -> contact ids
+	tagsByName       map[string]*tag             // lower-case name -> tag
+	tagsByID         map[int]*tag
+	nextDNCID        int
+	access           map[string]*accessToken
+	refresh          map[string]*refreshToken
+	tokensIssued     int
+	buckets          map[string]*bucket
+	requests         []Request
+	requestCount     int
+	maxConcurrent    int
+	maxConcurrentKey string
 }
 
 // contact is a stored contact (a row of Mautic's leads table and its
