@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
 	"slices"
@@ -374,8 +375,11 @@ func (c *coordinator) dispatch(now time.Time) {
 			c.w.conc.waiting()
 			return
 		}
-		if c.dropDisowned(best, now) {
-			continue // the queue changed: look again
+		if c.dropDisowned(best) {
+			if len(best.ops) == 0 {
+				delete(c.queues, bestKey)
+			}
+			continue // the queues changed: look again
 		}
 		n := min(len(best.ops), bestKey.kind.limit(c.opts.BatchSize))
 		batch := slices.Clone(best.ops[:n])
@@ -390,7 +394,9 @@ func (c *coordinator) dispatch(now time.Time) {
 }
 
 // fenced checks the source's lease (partitioned consumption): while it is
-// unconfirmed no call starts, and fetching pauses.
+// unconfirmed no call starts, and fetching pauses. When it is confirmed
+// again, what the replica holds of partitions it lost meanwhile is handed
+// back.
 func (c *coordinator) fenced(now time.Time) bool {
 	l, ok := c.w.src.(Lease)
 	if !ok {
@@ -404,69 +410,71 @@ func (c *coordinator) fenced(now time.Time) bool {
 	case !fenced && c.w.gate.has(PauseFenced):
 		c.log.Info("partition ownership confirmed again; resuming")
 		c.w.gate.open(PauseFenced)
+		c.handBackDisowned(l, nil)
 	}
 	return fenced
 }
 
-// dropDisowned hands back, unapplied, the ops of q whose messages belong
-// to partitions this replica lost (its lease lapsed and another replica
-// owns them now), and reports whether it dropped any.
-func (c *coordinator) dropDisowned(q *stepQueue, now time.Time) bool {
+// dropDisowned is the check at dispatch: when an op of q holds a message
+// of a partition this replica lost, every message it holds of a lost
+// partition is handed back (see handBackDisowned). It reports whether any
+// was.
+func (c *coordinator) dropDisowned(q *stepQueue) bool {
 	l, ok := c.w.src.(Lease)
-	if !ok {
+	if !ok || !slices.ContainsFunc(q.ops, func(o *op) bool {
+		return slices.ContainsFunc(o.events, func(p *pending) bool { return !l.Owns(p.msg) })
+	}) {
 		return false
 	}
-	kept := q.ops[:0]
-	var lost []*op
-	for _, o := range q.ops {
-		if slices.ContainsFunc(o.events, func(p *pending) bool { return !l.Owns(p.msg) }) {
-			lost = append(lost, o)
-		} else {
-			kept = append(kept, o)
-		}
-	}
-	if len(lost) == 0 {
-		return false
-	}
-	clear(q.ops[len(kept):])
-	q.ops = kept
-	if len(q.ops) == 0 {
-		for k, v := range c.queues {
-			if v == q {
-				delete(c.queues, k)
-			}
-		}
-	}
-	n := 0
-	for _, o := range lost {
-		for _, p := range o.events {
-			n++
-			c.dropDisownedOne(p, now)
-		}
-	}
-	c.log.Warn("handed back messages of partitions another replica owns now", zap.Int("messages", n))
+	c.handBackDisowned(l, q)
 	return true
 }
 
-// dropDisownedOne hands p back like dropOne and schedules what it woke in
-// its lanes (of the same contact, so of the same lost partition: their
-// dispatch drops them in turn).
-func (c *coordinator) dropDisownedOne(p *pending, now time.Time) {
-	if _, ok := c.held[p.seq]; !ok {
+// handBackDisowned hands back, unapplied, every held message of partitions
+// this replica no longer owns (its lease lapsed and another replica took
+// them over) that is not in a call: nak without delay, so that the new
+// owner gets it at once, and a ghost in its lanes, so that should a later
+// message of its contact come here (the partition came back) it waits for
+// this one, as after any hand-back. Every message of one contact is in one
+// partition, so a contact's held messages go back together. q, when not
+// nil, is the queue being dispatched.
+func (c *coordinator) handBackDisowned(l Lease, q *stepQueue) {
+	var lost []*pending
+	for _, p := range c.held {
+		waiting := p.op == nil && !p.busy || p.op != nil && !p.op.dispatched // not in a call or settling
+		if p.msg != nil && waiting && !l.Owns(p.msg) {
+			lost = append(lost, p)
+		}
+	}
+	if len(lost) == 0 {
 		return
 	}
-	c.nak(p.msg, 0)
-	endEventSpan(p.span, "handed_back", "", "")
-	delete(c.held, p.seq)
-	delete(c.systemic, p.seq)
-	if p.keys != nil {
-		for _, next := range c.lanes.remove(p) {
-			if !next.busy && !next.ghost() {
-				c.schedule(next, now)
+	gone := map[*op]bool{}
+	for _, p := range lost {
+		if p.op != nil {
+			gone[p.op] = true
+		}
+	}
+	for o := range gone { // an op goes back whole (merged upserts of one contact)
+		for _, p := range o.events {
+			if !slices.Contains(lost, p) {
+				lost = append(lost, p)
 			}
 		}
 	}
-	c.w.release(1)
+	for k, sq := range c.queues {
+		sq.ops = slices.DeleteFunc(sq.ops, func(o *op) bool { return gone[o] })
+		if len(sq.ops) == 0 && sq != q {
+			delete(c.queues, k)
+		}
+	}
+	slices.SortFunc(lost, func(a, b *pending) int { return cmp.Compare(a.seq, b.seq) })
+	for _, p := range lost {
+		endEventSpan(p.span, "handed_back", "", "")
+		p.span = nil
+		c.handBack(p, 0, true)
+	}
+	c.log.Warn("handed back messages of partitions another replica owns now", zap.Int("messages", len(lost)))
 }
 
 // ripe reports whether q's batch is to be sent now: it is full, or its
