@@ -336,15 +336,15 @@ func (c *coordinator) enqueue(o *op, now time.Time) {
 		q = &stepQueue{}
 		c.queues[k] = q
 	}
-	// An event lingers once: an op's later steps (the points call after
-	// the lookup, the segment add after the upsert) are due by the time
-	// its first step was, so that a two-step event at light load does not
-	// wait for a batch to fill twice.
-	if o.queued.IsZero() {
-		o.queued = now
-	}
-	if len(q.ops) == 0 || o.queued.Before(q.since) {
-		q.since = o.queued
+	// An event lingers once: the time an op already waited for a batch to
+	// fill, in an earlier step whose batch went out unfilled, counts
+	// toward this step's linger, so that a two-step event at light load
+	// does not wait for a batch to fill twice; after a step whose batch
+	// was full (a backlog) the next one lingers in full, to fill its own.
+	o.queued = now
+	start := now.Add(-o.lingered)
+	if len(q.ops) == 0 || start.Before(q.since) {
+		q.since = start
 	}
 	q.ops = append(q.ops, o)
 }
@@ -381,16 +381,28 @@ func (c *coordinator) dispatch(now time.Time) {
 			}
 			continue // the queues changed: look again
 		}
-		n := min(len(best.ops), bestKey.kind.limit(c.opts.BatchSize))
-		batch := slices.Clone(best.ops[:n])
-		best.ops = slices.Delete(best.ops, 0, n)
-		if len(best.ops) > 0 {
-			best.since = now // the rest start a fresh linger
-		} else {
-			delete(c.queues, bestKey)
-		}
-		c.startCall(bestKey, batch)
+		c.startCall(bestKey, c.take(bestKey, best, now))
 	}
+}
+
+// take removes the next batch from q (its oldest ops, as many as a call of
+// k carries) for a call at now.
+func (c *coordinator) take(k queueKey, q *stepQueue, now time.Time) []*op {
+	limit := k.kind.limit(c.opts.BatchSize)
+	n := min(len(q.ops), limit)
+	if n < limit {
+		for _, o := range q.ops[:n] { // sent unfilled: they lingered
+			o.lingered = min(o.lingered+now.Sub(o.queued), c.opts.Linger)
+		}
+	}
+	batch := slices.Clone(q.ops[:n])
+	q.ops = slices.Delete(q.ops, 0, n)
+	if len(q.ops) > 0 {
+		q.since = now // the rest start a fresh linger
+	} else {
+		delete(c.queues, k)
+	}
+	return batch
 }
 
 // fenced checks the source's lease (partitioned consumption): while it is

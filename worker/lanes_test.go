@@ -120,32 +120,49 @@ func TestUnknownFieldsReported(t *testing.T) {
 	}
 }
 
-// An event waits for a batch to fill once: its later steps are due by the
-// time its first step was, while an op queued for the first time lingers
-// in full.
+// An event waits for a batch to fill once: after a step whose batch went
+// out unfilled (light load), its next step is due at once; after a step
+// whose batch was full (a backlog), the next one lingers in full to fill
+// its own batch; an op queued for the first time lingers in full.
 func TestLingerOncePerEvent(t *testing.T) {
 	c := newCoordinator(&Worker{opts: Options{BatchSize: 200, Linger: 100 * time.Millisecond}})
 	t0 := time.Unix(1_700_000_000, 0)
 	twoStep := &op{step: stepUpsert, ev: &Event{Type: TypeSegmentAdd, SegmentID: 7}}
 	c.enqueue(twoStep, t0)
-	up := c.queues[twoStep.key()]
-	if c.ripe(twoStep.key(), up, t0.Add(99*time.Millisecond)) || !c.ripe(twoStep.key(), up, t0.Add(100*time.Millisecond)) {
+	k := twoStep.key()
+	if q := c.queues[k]; c.ripe(k, q, t0.Add(99*time.Millisecond)) || !c.ripe(k, q, t0.Add(100*time.Millisecond)) {
 		t.Fatal("a first step must linger exactly BATCH_LINGER")
 	}
-	delete(c.queues, twoStep.key()) // sent at t0+100ms, answered at t0+250ms
-
+	if b := c.take(k, c.queues[k], t0.Add(100*time.Millisecond)); len(b) != 1 {
+		t.Fatalf("took %d ops", len(b))
+	}
+	// Answered at t0+250ms.
 	fresh := &op{step: stepSegmentAdd, ev: &Event{Type: TypeSegmentAdd, SegmentID: 7}}
 	c.enqueue(fresh, t0.Add(240*time.Millisecond))
 	twoStep.step = stepSegmentAdd
 	c.enqueue(twoStep, t0.Add(250*time.Millisecond))
-	k := twoStep.key()
+	k = twoStep.key()
 	if q := c.queues[k]; len(q.ops) != 2 || !c.ripe(k, q, t0.Add(250*time.Millisecond)) {
-		t.Error("a second step (first queued 250ms ago) must be sent at once, with what waits with it")
+		t.Error("a second step after an unfilled batch (it lingered 100ms) must be sent at once, with what waits with it")
 	}
+	c.take(k, c.queues[k], t0.Add(250*time.Millisecond))
 
-	later := &op{step: stepSegmentAdd, ev: &Event{Type: TypeSegmentAdd, SegmentID: 8}}
-	c.enqueue(later, t0.Add(time.Second))
-	if q := c.queues[later.key()]; c.ripe(later.key(), q, t0.Add(1050*time.Millisecond)) {
-		t.Error("an op queued for the first time must linger")
+	// A backlog: the first step's batch is full, so it did not linger.
+	c.opts.BatchSize = 2
+	a := &op{step: stepUpsert, ev: &Event{Type: TypeSegmentAdd, SegmentID: 8}}
+	b := &op{step: stepUpsert, ev: &Event{Type: TypeSegmentAdd, SegmentID: 8}}
+	t1 := t0.Add(time.Second)
+	c.enqueue(a, t1)
+	c.enqueue(b, t1.Add(5*time.Millisecond))
+	k = a.key()
+	if !c.ripe(k, c.queues[k], t1.Add(5*time.Millisecond)) {
+		t.Fatal("a full batch is ripe at once")
+	}
+	c.take(k, c.queues[k], t1.Add(5*time.Millisecond))
+	a.step = stepSegmentAdd
+	c.enqueue(a, t1.Add(60*time.Millisecond))
+	k = a.key()
+	if q := c.queues[k]; c.ripe(k, q, t1.Add(159*time.Millisecond)) || !c.ripe(k, q, t1.Add(160*time.Millisecond)) {
+		t.Error("after a full batch the next step must linger in full, to fill its own batch")
 	}
 }

@@ -80,9 +80,11 @@ type op struct {
 	attempts int
 	// dispatched is set while a call for the op's step runs.
 	dispatched bool
-	// queued is when the op's first step was queued: every step of it is
-	// due by queued + linger.
-	queued time.Time
+	// queued is when the op was queued for its current step; lingered
+	// how long it waited for batches that went out unfilled, at most the
+	// linger: its later steps linger only for the rest.
+	queued   time.Time
+	lingered time.Duration
 	// checked: the ledger was consulted. intended: a points intent is
 	// recorded. uncertain: a points call got no answer.
 	checked, intended, uncertain bool
