@@ -186,7 +186,7 @@ func (c *coordinator) recover(ctx context.Context) {
 	for i, m := range msgs {
 		if ev, err := Decode(m.Data); err == nil {
 			evs[i] = ev
-			ids = append(ids, ev.ID, deadLetterKey(m.Seq))
+			ids = append(ids, ev.ID, deadLetterKey(m.Seq), copyKey(m.Seq))
 		}
 	}
 	known, err := c.w.ledger.Lookup(rctx, ids)
@@ -202,8 +202,17 @@ func (c *coordinator) recover(ctx context.Context) {
 		if _, dead := known[deadLetterKey(m.Seq)]; dead {
 			continue // settled as a dead letter
 		}
-		if e, ok := known[ev.ID]; ok && e.State == LedgerApplied {
-			continue // applied (by this message, or it is a copy): its redelivery changes nothing
+		if _, settled := known[copyKey(m.Seq)]; settled {
+			continue // a copy of an applied event, its outcome stored
+		}
+		if e, ok := known[ev.ID]; ok && e.State == LedgerApplied && e.Seq == m.Seq {
+			// Applied by this message, and so its outcome is stored (the
+			// ledger entry is written after it): its redelivery changes
+			// nothing. A copy of an applied event (another message) is
+			// waited for like any other: its own outcome may not be
+			// stored yet, and the contact's later results must not
+			// overtake it.
+			continue
 		}
 		g := &pending{seq: m.Seq, ev: ev, keys: laneKeys(m.Subject, ev), ghostUntil: until}
 		c.lanes.add(g)

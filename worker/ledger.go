@@ -35,6 +35,11 @@ const (
 // processed again.
 func deadLetterKey(seq uint64) string { return "\x00dead-letter:" + strconv.FormatUint(seq, 10) }
 
+// copyKey is the ledger id under which a message carrying a copy of an
+// applied event (settled as a duplicate) is recorded once its outcome is
+// stored, so that recovery after a crash knows not to wait for it.
+func copyKey(seq uint64) string { return "\x00copy-settled:" + strconv.FormatUint(seq, 10) }
+
 // LedgerEntry is what the ledger knows of one event id.
 type LedgerEntry struct {
 	State    string // LedgerIntent or LedgerApplied

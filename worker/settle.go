@@ -108,7 +108,7 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 
 	ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	w.recordDeadLetters(ackCtx, items, stored)
+	w.recordSettled(ackCtx, items, stored)
 	for i, it := range items {
 		m := it.p.msg
 		var err error
@@ -133,22 +133,28 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 	return settleDone{items: items, stored: stored}
 }
 
-// recordDeadLetters notes in the ledger the messages whose dead letters
-// are now stored, before their Term: if the Term is lost, the redelivery
-// is terminated without being processed again. A failed note is logged;
-// the Term goes ahead (the outcome is stored).
-func (w *Worker) recordDeadLetters(ctx context.Context, items []settleItem, stored []bool) {
+// recordSettled notes in the ledger, before their Term or Ack, the
+// messages whose dead letters are now stored (if the Term is lost, the
+// redelivery is terminated without being processed again) and the copies
+// of applied events whose duplicate results are (a restart need not wait
+// for their redelivery). A failed note is logged; the Term or Ack goes
+// ahead (the outcome is stored).
+func (w *Worker) recordSettled(ctx context.Context, items []settleItem, stored []bool) {
 	entries := map[string]LedgerEntry{}
 	for i, it := range items {
-		if stored[i] && it.v.deadLetter() && !it.v.stored {
+		switch {
+		case !stored[i] || it.v.stored:
+		case it.v.deadLetter():
 			entries[deadLetterKey(it.p.seq)] = LedgerEntry{State: LedgerDeadLetter, Seq: it.p.seq}
+		case it.v.outcome == OutcomeDuplicate:
+			entries[copyKey(it.p.seq)] = LedgerEntry{State: LedgerApplied, Seq: it.p.seq}
 		}
 	}
 	if len(entries) == 0 {
 		return
 	}
 	if err := w.ledger.Record(ctx, entries); err != nil {
-		w.log.Warn("recording dead letters in the ledger failed; a lost Term would process them again", zap.Error(err))
+		w.log.Warn("recording dead letters and settled copies in the ledger failed; a lost Term would process a dead letter again, and a restart would wait for a copy", zap.Error(err))
 	}
 }
 
