@@ -638,22 +638,6 @@ func ledgerSubject(prefix, id string) string {
 	return b.String()
 }
 
-// putEach stores values one request per key, maxParallel at a time: how
-// Put did it before it was pipelined, kept for comparison.
-func (l *Ledger) putEach(ctx context.Context, values map[string]string) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(maxParallel)
-	for id, v := range values {
-		g.Go(func() error {
-			if _, err := l.kv.Put(gctx, ledgerKey(id), []byte(v)); err != nil {
-				return fmt.Errorf("queue: ledger put: %w", err)
-			}
-			return nil
-		})
-	}
-	return g.Wait()
-}
-
 // Delete removes an id's value.
 func (l *Ledger) Delete(ctx context.Context, id string) error {
 	if err := l.kv.Delete(ctx, ledgerKey(id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
