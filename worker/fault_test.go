@@ -27,6 +27,7 @@ import (
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/queue"
 	"github.com/mautic-sync/mautic-sync/worker"
+	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
 
 // Sizes of the streams: enough events per contact for order to matter,
@@ -36,9 +37,9 @@ const (
 	faultContacts = 12
 )
 
-func faultStream(t *testing.T, n int, invalid bool) []genEvent {
+func faultStream(t *testing.T, n int, invalid bool) []workertest.Event {
 	seed := testSeed(t)
-	return generateEvents(rand.New(rand.NewPCG(seed, seed^0x5eed)), n, faultContacts, invalid)
+	return workertest.Generate(rand.New(rand.NewPCG(seed, seed^0x5eed)), n, faultContacts, invalid)
 }
 
 // TestFaultMauticOutageMidStream: Mautic answers every request with its
@@ -352,7 +353,7 @@ func TestFaultRateLimitHeadersWrong(t *testing.T) {
 func TestFaultNATSServerRestart(t *testing.T) {
 	f := newFaultHarness(t, faultConfig{restartable: true, ackWait: 3 * time.Second})
 	f.fake.SetLatency(5*time.Millisecond, 0)
-	events := withoutRejects(faultStream(t, faultEvents, true)) // see TestFaultLostTermOfDeadLetter
+	events := workertest.WithoutRejects(faultStream(t, faultEvents, true)) // see TestFaultLostTermOfDeadLetter
 	seqs := f.publishEvents(events)
 	f.start()
 	f.waitOutcomesAtLeast(len(events)/4, 30*time.Second)
@@ -374,7 +375,7 @@ func TestFaultNATSServerRestart(t *testing.T) {
 func TestFaultNATSConnectionCut(t *testing.T) {
 	f := newFaultHarness(t, faultConfig{proxy: true, ackWait: 3 * time.Second})
 	f.fake.SetLatency(5*time.Millisecond, 0)
-	events := withoutRejects(faultStream(t, faultEvents, true)) // see TestFaultLostTermOfDeadLetter
+	events := workertest.WithoutRejects(faultStream(t, faultEvents, true)) // see TestFaultLostTermOfDeadLetter
 	seqs := f.publishEvents(events)
 	f.start()
 	for k := 1; k <= 2; k++ {

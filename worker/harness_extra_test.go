@@ -10,7 +10,6 @@ package worker_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +41,7 @@ import (
 	"github.com/mautic-sync/mautic-sync/queue/embedded"
 	"github.com/mautic-sync/mautic-sync/queue/jsworker"
 	"github.com/mautic-sync/mautic-sync/worker"
+	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
 
 // faultConfig varies the fault harness.
@@ -520,179 +520,6 @@ func (rw *readyWatch) String() string {
 // ---- the model ----
 
 // modelContact is what applying each event once, in order, gives.
-type modelContact struct {
-	city, firstname string
-	tags            map[string]bool
-	segments        map[int]bool
-	dnc             map[string]int
-	points          int
-	pointEvents     []string // ids of points events applied to it
-}
-
-// contactModel applies events to contacts by email.
-type contactModel struct {
-	contacts map[string]*modelContact
-	applied  map[string]bool // event ids that took effect (or needed nothing)
-}
-
-// apply applies one event; it reports false when the event is rejected
-// (dead-lettered), which leaves it free to be applied by a later copy.
-func (m *contactModel) apply(id, typ string, data map[string]any) bool {
-	if m.applied[id] {
-		return true // a copy: the ledger skips it
-	}
-	email := data["email"].(string)
-	c := m.contacts[email]
-	ensure := func() *modelContact {
-		if c == nil {
-			c = &modelContact{tags: map[string]bool{}, segments: map[int]bool{}, dnc: map[string]int{}}
-			m.contacts[email] = c
-		}
-		return c
-	}
-	switch typ {
-	case worker.TypeUpsert:
-		ensure()
-		f := data["fields"].(map[string]any)
-		if v, ok := f["city"]; ok {
-			c.city = v.(string)
-		}
-		if v, ok := f["firstname"]; ok {
-			c.firstname = v.(string)
-		}
-		for _, t := range data["tags"].([]string) {
-			if name, ok := strings.CutPrefix(t, "-"); ok {
-				delete(c.tags, name)
-			} else {
-				c.tags[t] = true
-			}
-		}
-	case worker.TypeDelete:
-		delete(m.contacts, email)
-	case worker.TypeSegmentAdd:
-		ensure().segments[data["segment_id"].(int)] = true
-	case worker.TypeSegmentRemove:
-		if c != nil {
-			delete(c.segments, data["segment_id"].(int))
-		}
-	case worker.TypeDNCAdd:
-		ensure()
-		ch, reason := data["channel"].(string), data["reason"].(int)
-		if old, ok := c.dnc[ch]; !ok || old != 1 {
-			c.dnc[ch] = reason // an unsubscribe (1) is never overridden
-		}
-	case worker.TypeDNCRemove:
-		if c != nil {
-			delete(c.dnc, data["channel"].(string))
-		}
-	case worker.TypePointsAdd:
-		if c == nil {
-			return false // no contact: rejected
-		}
-		c.points += data["delta"].(int)
-		c.pointEvents = append(c.pointEvents, id)
-	}
-	m.applied[id] = true
-	return true
-}
-
-// genEvent is one generated input message.
-type genEvent struct {
-	subject string
-	body    []byte
-	id, typ string
-	data    map[string]any
-	invalid bool // a body that breaks the contract
-}
-
-// generateEvents makes a seeded random stream over a few contacts: every
-// type, copies of earlier events (no Nats-Msg-Id, so they are stored), and
-// with invalid set, some bodies that break the contract.
-func generateEvents(r *rand.Rand, n, contacts int, invalid bool) []genEvent {
-	var out []genEvent
-	cities := []string{"Oslo", "Bergen", "Turku", "Lund", "Riga"}
-	names := []string{"Ann", "Bo", "Cy", "Di"}
-	tags := []string{"vip", "trial", "gold"}
-	for i := range n {
-		if i > 10 && r.IntN(12) == 0 { // a copy of an earlier event
-			out = append(out, out[r.IntN(len(out))])
-			continue
-		}
-		k := r.IntN(contacts)
-		subject := fmt.Sprintf("mautic.contacts.c%d", k)
-		if invalid && r.IntN(15) == 0 {
-			body := fmt.Appendf(nil, `{"specversion":"1.0","id":"bad-%d","source":"/model","type":"contact.upsert","time":"2026-11-25T10:00:00Z","data":{"fields":{}}}`, i)
-			out = append(out, genEvent{subject: subject, body: body, id: fmt.Sprintf("bad-%d", i), invalid: true})
-			continue
-		}
-		email := fmt.Sprintf("c%d@example.com", k)
-		id := fmt.Sprintf("ev-%d", i)
-		var typ string
-		data := map[string]any{"email": email}
-		switch x := r.IntN(100); {
-		case x < 35:
-			typ = worker.TypeUpsert
-			f := map[string]any{"city": cities[r.IntN(len(cities))]}
-			if r.IntN(2) == 0 {
-				f["firstname"] = names[r.IntN(len(names))]
-			}
-			var ts []string
-			if r.IntN(3) == 0 {
-				t := tags[r.IntN(len(tags))]
-				if r.IntN(3) == 0 {
-					t = "-" + t
-				}
-				ts = append(ts, t)
-			}
-			data["fields"], data["tags"] = f, ts
-		case x < 43:
-			typ = worker.TypeDelete
-		case x < 55:
-			typ, data["segment_id"] = worker.TypeSegmentAdd, 1+r.IntN(3)
-		case x < 62:
-			typ, data["segment_id"] = worker.TypeSegmentRemove, 1+r.IntN(3)
-		case x < 72:
-			typ = worker.TypeDNCAdd
-			data["channel"], data["reason"] = []string{"email", "sms"}[r.IntN(2)], 1+r.IntN(3)
-		case x < 78:
-			typ, data["channel"] = worker.TypeDNCRemove, []string{"email", "sms"}[r.IntN(2)]
-		default:
-			typ = worker.TypePointsAdd
-			d := 1 + r.IntN(5)
-			if r.IntN(3) == 0 {
-				d = -d
-			}
-			data["delta"] = d
-		}
-		wire := map[string]any{}
-		for k, v := range data {
-			wire[k] = v
-		}
-		if ts, ok := wire["tags"].([]string); ok && len(ts) == 0 {
-			delete(wire, "tags")
-		}
-		d, _ := json.Marshal(wire)
-		body := fmt.Appendf(nil, `{"specversion":"1.0","id":%q,"source":"/model","type":%q,"time":"2026-11-25T10:00:00Z","data":%s}`, id, typ, d)
-		out = append(out, genEvent{subject: subject, body: body, id: id, typ: typ, data: data})
-	}
-	return out
-}
-
-// withoutRejects drops the events the model rejects (points for a
-// contact that does not exist), for the tests where acknowledgements can
-// be lost: see TestFaultLostTermOfDeadLetter for why a rejected event
-// whose Term is lost may end with two outcomes.
-func withoutRejects(events []genEvent) []genEvent {
-	m := &contactModel{contacts: map[string]*modelContact{}, applied: map[string]bool{}}
-	var out []genEvent
-	for _, e := range events {
-		if e.invalid || m.apply(e.id, e.typ, e.data) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // lossySource wraps a Source; the first drop Term calls of its messages
 // report success without reaching NATS, as a Term written to a connection
 // that breaks before the server reads it.
@@ -719,11 +546,11 @@ func (m lossyMsg) Term(ctx context.Context) error {
 
 // publishEvents publishes events (no Nats-Msg-Id) and returns their
 // stream sequences.
-func (f *faultHarness) publishEvents(events []genEvent) []uint64 {
+func (f *faultHarness) publishEvents(events []workertest.Event) []uint64 {
 	f.t.Helper()
 	seqs := make([]uint64, len(events))
 	for i, e := range events {
-		seqs[i] = f.publish(e.subject, e.body)
+		seqs[i] = f.publish(e.Subject, e.Body)
 	}
 	return seqs
 }
@@ -733,7 +560,7 @@ func (f *faultHarness) publishEvents(events []genEvent) []uint64 {
 // (invalid_event) or a points event with no contact (rejected); and every
 // contact in the fake as the events, applied once in order, imply. lost
 // are dead letters read before the test deleted the dead-letter stream.
-func (f *faultHarness) checkModel(events []genEvent, seqs []uint64, lost ...*jetstream.RawStreamMsg) {
+func (f *faultHarness) checkModel(events []workertest.Event, seqs []uint64, lost ...*jetstream.RawStreamMsg) {
 	t := f.t
 	t.Helper()
 	outcomeOf := map[uint64]string{}
@@ -758,126 +585,26 @@ func (f *faultHarness) checkModel(events []genEvent, seqs []uint64, lost ...*jet
 		t.Errorf("%d input messages with an outcome, want %d", len(outcomeOf), len(events))
 	}
 
-	m := &contactModel{contacts: map[string]*modelContact{}, applied: map[string]bool{}}
+	m := workertest.NewModel()
 	for i, e := range events {
 		got, ok := outcomeOf[seqs[i]]
 		switch {
 		case !ok:
-			t.Errorf("event %s (seq %d): no outcome", e.id, seqs[i])
-		case e.invalid:
+			t.Errorf("event %s (seq %d): no outcome", e.ID, seqs[i])
+		case e.Invalid:
 			if !strings.HasPrefix(got, "dead_letter:"+worker.ReasonInvalidEvent) {
-				t.Errorf("invalid body %s (seq %d): outcome %q, want an invalid_event dead letter", e.id, seqs[i], got)
+				t.Errorf("invalid body %s (seq %d): outcome %q, want an invalid_event dead letter", e.ID, seqs[i], got)
 			}
-		case !m.apply(e.id, e.typ, e.data):
+		case !m.Apply(e.ID, e.Type, e.Data):
 			if !strings.HasPrefix(got, "dead_letter:"+worker.ReasonRejected) {
-				t.Errorf("event %s (%s, seq %d): outcome %q, want a rejected dead letter", e.id, e.typ, seqs[i], got)
+				t.Errorf("event %s (%s, seq %d): outcome %q, want a rejected dead letter", e.ID, e.Type, seqs[i], got)
 			}
 		case strings.HasPrefix(got, "dead_letter"):
-			t.Errorf("event %s (%s, seq %d): outcome %q, but the fault was not the event's: want a result", e.id, e.typ, seqs[i], got)
+			t.Errorf("event %s (%s, seq %d): outcome %q, but the fault was not the event's: want a result", e.ID, e.Type, seqs[i], got)
 		}
 	}
 
-	// Points: never applied twice; applied once unless the result says the
-	// attempt was cut off (then at most once).
-	pointsLog := map[string]int{}
-	for _, c := range f.fake.Contacts() {
-		for _, p := range c.PointsLog {
-			pointsLog[p.EventName]++
-		}
-	}
-	for name, count := range pointsLog {
-		if count > 1 {
-			t.Errorf("points event %q applied %d times", name, count)
-		}
-	}
-	for email, want := range m.contacts {
-		got := f.fake.ContactsByEmail(email)
-		if len(got) != 1 {
-			t.Errorf("%s: %d contacts in Mautic, want 1", email, len(got))
-			continue
-		}
-		c := got[0]
-		wantPoints := 0
-		for _, id := range want.pointEvents {
-			if uncertain[id] && pointsLog["mautic-sync "+id] == 0 {
-				continue // cut off before Mautic applied it: at most once
-			}
-			wantPoints += deltaOf(events, id)
-		}
-		if c.Points != wantPoints {
-			t.Errorf("%s: points %d, want %d", email, c.Points, wantPoints)
-		}
-		if fmt.Sprint(c.Fields["city"]) != orNil(want.city) || fmt.Sprint(c.Fields["firstname"]) != orNil(want.firstname) {
-			t.Errorf("%s: city %v firstname %v, want %q %q", email, c.Fields["city"], c.Fields["firstname"], want.city, want.firstname)
-		}
-		var wantTags []string
-		for tag := range want.tags {
-			wantTags = append(wantTags, tag)
-		}
-		slices.Sort(wantTags)
-		if !slices.Equal(c.Tags, wantTags) {
-			t.Errorf("%s: tags %v, want %v", email, c.Tags, wantTags)
-		}
-		var wantSegs []int
-		for s := range want.segments {
-			wantSegs = append(wantSegs, s)
-		}
-		slices.Sort(wantSegs)
-		if !slices.Equal(c.Segments, wantSegs) {
-			t.Errorf("%s: segments %v, want %v", email, c.Segments, wantSegs)
-		}
-		gotDNC := map[string]int{}
-		for _, d := range c.DNC {
-			gotDNC[d.Channel] = d.Reason
-		}
-		if fmt.Sprint(gotDNC) != fmt.Sprint(want.dnc) {
-			t.Errorf("%s: DNC %v, want %v", email, gotDNC, want.dnc)
-		}
-	}
-	for _, c := range f.fake.Contacts() {
-		if _, ok := m.contacts[strings.ToLower(fmt.Sprint(c.Fields["email"]))]; !ok {
-			t.Errorf("contact %d (%v) exists in Mautic but not in the model", c.ID, c.Fields["email"])
-		}
-	}
-	if got := f.fake.MaxConcurrentWritesPerContact(); got > 1 {
-		t.Errorf("%d concurrent writes for one contact (%s), want at most 1", got, f.fake.MaxConcurrentWritesKey())
-		logOverlappingWrites(t, f.fake.Requests())
-	}
-}
-
-// logOverlappingWrites logs the pairs of write requests whose times
-// overlap, to find the contact two of them touched.
-func logOverlappingWrites(t *testing.T, reqs []mautictest.Request) {
-	t.Helper()
-	var writes []mautictest.Request
-	for _, r := range reqs {
-		if r.Method != http.MethodGet && strings.HasPrefix(r.Path, "/api/") {
-			writes = append(writes, r)
-		}
-	}
-	for i, a := range writes {
-		for _, b := range writes[i+1:] {
-			if a.Start.Before(b.End) && b.Start.Before(a.End) {
-				t.Logf("overlap: %s %s?%s %.300s (status %d, %s-%s)\n      with %s %s?%s %.300s (status %d, %s-%s)", a.Method, a.Path, a.RawQuery, a.Body, a.Status, a.Start.Format("05.000"), a.End.Format("05.000"), b.Method, b.Path, b.RawQuery, b.Body, b.Status, b.Start.Format("05.000"), b.End.Format("05.000"))
-			}
-		}
-	}
-}
-
-func orNil(s string) string {
-	if s == "" {
-		return "<nil>"
-	}
-	return s
-}
-
-func deltaOf(events []genEvent, id string) int {
-	for _, e := range events {
-		if e.id == id {
-			return e.data["delta"].(int)
-		}
-	}
-	return 0
+	workertest.CheckState(t, m, f.fake, events, uncertain)
 }
 
 // streamSnapshot reads every message of a stream, tolerating its absence.

@@ -26,6 +26,7 @@ import (
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/queue"
 	"github.com/mautic-sync/mautic-sync/queue/provision"
+	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
 
 // natsCluster is a JetStream cluster of nats-server instances in this
@@ -314,7 +315,7 @@ func TestClusterPartitionedModel(t *testing.T) {
 		return nil
 	})
 
-	events := generate(r, n, contacts)
+	events := workertest.Generate(r, n, contacts, false)
 	seqOf := make([]uint64, len(events))
 	publish := func(from, to int) {
 		for i := from; i < to; i++ {
@@ -322,7 +323,7 @@ func TestClusterPartitionedModel(t *testing.T) {
 			var ack *jetstream.PubAck
 			var err error
 			for range 50 { // a NATS node may be down: retry
-				if ack, err = js.Publish(ctx, e.subject, e.body); err == nil {
+				if ack, err = js.Publish(ctx, e.Subject, e.Body); err == nil {
 					break
 				}
 				time.Sleep(100 * time.Millisecond)

@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +17,7 @@ import (
 
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/queue/embedded"
-	"github.com/mautic-sync/mautic-sync/worker"
+	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
 
 // TestMain lets the test binary run as the real service in a child
@@ -36,159 +33,6 @@ func TestMain(m *testing.M) {
 }
 
 // modelContact is what applying each event once, in order, gives.
-type modelContact struct {
-	city, firstname string
-	tags            map[string]bool
-	segments        map[int]bool
-	dnc             map[string]int
-	points          int
-	pointEvents     []string // ids of points events applied to it
-}
-
-func newModelContact() *modelContact {
-	return &modelContact{tags: map[string]bool{}, segments: map[int]bool{}, dnc: map[string]int{}}
-}
-
-// model applies events to contacts by email.
-type model struct {
-	contacts map[string]*modelContact
-	applied  map[string]bool // event ids that took effect (or needed nothing)
-}
-
-// apply applies one event; it reports false when the event is rejected
-// (dead-lettered), which leaves it free to be applied by a later copy.
-func (m *model) apply(id, typ string, data map[string]any) bool {
-	if m.applied[id] {
-		return true // a copy: the ledger skips it
-	}
-	email := data["email"].(string)
-	c := m.contacts[email]
-	ensure := func() *modelContact {
-		if c == nil {
-			c = newModelContact()
-			m.contacts[email] = c
-		}
-		return c
-	}
-	switch typ {
-	case worker.TypeUpsert:
-		ensure()
-		f := data["fields"].(map[string]any)
-		if v, ok := f["city"]; ok {
-			c.city = v.(string)
-		}
-		if v, ok := f["firstname"]; ok {
-			c.firstname = v.(string)
-		}
-		for _, t := range data["tags"].([]string) {
-			if name, ok := strings.CutPrefix(t, "-"); ok {
-				delete(c.tags, name)
-			} else {
-				c.tags[t] = true
-			}
-		}
-	case worker.TypeDelete:
-		delete(m.contacts, email)
-	case worker.TypeSegmentAdd:
-		ensure().segments[data["segment_id"].(int)] = true
-	case worker.TypeSegmentRemove:
-		if c != nil {
-			delete(c.segments, data["segment_id"].(int))
-		}
-	case worker.TypeDNCAdd:
-		ensure()
-		ch, reason := data["channel"].(string), data["reason"].(int)
-		if old, ok := c.dnc[ch]; !ok || old != 1 {
-			c.dnc[ch] = reason // an unsubscribe (1) is never overridden
-		}
-	case worker.TypeDNCRemove:
-		if c != nil {
-			delete(c.dnc, data["channel"].(string))
-		}
-	case worker.TypePointsAdd:
-		if c == nil {
-			return false // no contact: rejected
-		}
-		c.points += data["delta"].(int)
-		c.pointEvents = append(c.pointEvents, id)
-	}
-	m.applied[id] = true
-	return true
-}
-
-type genEvent struct {
-	subject string
-	body    []byte
-	id, typ string
-	data    map[string]any
-}
-
-// generate makes a seeded random stream: many events per contact, every
-// type, and copies of earlier events without Nats-Msg-Id.
-func generate(r *rand.Rand, n, contacts int) []genEvent {
-	var out []genEvent
-	cities := []string{"Oslo", "Bergen", "Turku", "Lund", "Riga"}
-	names := []string{"Ann", "Bo", "Cy", "Di"}
-	tags := []string{"vip", "trial", "gold"}
-	for i := range n {
-		if i > 10 && r.IntN(12) == 0 { // a copy of an earlier event
-			out = append(out, out[r.IntN(len(out))])
-			continue
-		}
-		k := r.IntN(contacts)
-		email := fmt.Sprintf("c%d@example.com", k)
-		id := fmt.Sprintf("ev-%d", i)
-		var typ string
-		data := map[string]any{"email": email}
-		switch x := r.IntN(100); {
-		case x < 35:
-			typ = worker.TypeUpsert
-			f := map[string]any{"city": cities[r.IntN(len(cities))]}
-			if r.IntN(2) == 0 {
-				f["firstname"] = names[r.IntN(len(names))]
-			}
-			var ts []string
-			if r.IntN(3) == 0 {
-				t := tags[r.IntN(len(tags))]
-				if r.IntN(3) == 0 {
-					t = "-" + t
-				}
-				ts = append(ts, t)
-			}
-			data["fields"], data["tags"] = f, ts
-		case x < 43:
-			typ = worker.TypeDelete
-		case x < 55:
-			typ, data["segment_id"] = worker.TypeSegmentAdd, 1+r.IntN(3)
-		case x < 62:
-			typ, data["segment_id"] = worker.TypeSegmentRemove, 1+r.IntN(3)
-		case x < 72:
-			typ = worker.TypeDNCAdd
-			data["channel"], data["reason"] = []string{"email", "sms"}[r.IntN(2)], 1+r.IntN(3)
-		case x < 78:
-			typ, data["channel"] = worker.TypeDNCRemove, []string{"email", "sms"}[r.IntN(2)]
-		default:
-			typ = worker.TypePointsAdd
-			d := 1 + r.IntN(5)
-			if r.IntN(3) == 0 {
-				d = -d
-			}
-			data["delta"] = d
-		}
-		wire := map[string]any{}
-		for k, v := range data {
-			wire[k] = v
-		}
-		if ts, ok := wire["tags"].([]string); ok && len(ts) == 0 {
-			delete(wire, "tags")
-		}
-		d, _ := json.Marshal(wire)
-		body := fmt.Appendf(nil, `{"specversion":"1.0","id":%q,"source":"/model","type":%q,"time":"2026-11-25T10:00:00Z","data":%s}`, id, typ, d)
-		out = append(out, genEvent{subject: fmt.Sprintf("mautic.contacts.c%d", k), body: body, id: id, typ: typ, data: data})
-	}
-	return out
-}
-
 // TestCrashSafetyModel publishes a random stream, kills the real service
 // (a child process) with SIGKILL at random points, restarts it, and
 // compares Mautic's final state with the model; every event must end in
@@ -250,10 +94,10 @@ func TestCrashSafetyModel(t *testing.T) {
 	// The child creates the streams; publish once they exist.
 	waitFor(t, 20*time.Second, func() error { _, err := js.Stream(ctx, "MAUTIC_CONTACTS"); return err })
 
-	events := generate(r, n, contacts)
+	events := workertest.Generate(r, n, contacts, false)
 	seqOf := make([]uint64, len(events))
 	for i, e := range events {
-		ack, err := js.Publish(ctx, e.subject, e.body) // no Nats-Msg-Id: copies are stored
+		ack, err := js.Publish(ctx, e.Subject, e.Body) // no Nats-Msg-Id: copies are stored
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,31 +139,6 @@ func TestCrashSafetyModel(t *testing.T) {
 	_ = child.Wait()
 
 	checkRun(t, js, fake, events, seqOf)
-}
-
-func orNil(s string) string {
-	if s == "" {
-		return "<nil>"
-	}
-	return s
-}
-
-func deltaOf(events []genEvent, id string) int {
-	for _, e := range events {
-		if e.id == id {
-			return e.data["delta"].(int)
-		}
-	}
-	return 0
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 func readAll(t *testing.T, js jetstream.JetStream, stream string, f func(*jetstream.RawStreamMsg)) {

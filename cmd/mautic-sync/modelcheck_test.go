@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/worker"
+	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
 
 // checkRun compares a finished run with the model (generate's events
@@ -24,7 +23,7 @@ import (
 // once the previous one's outcome is stored), except within one settlement
 // (events of one contact merged into one call, and copies skipped with
 // them, are stored together, with one processed_at, in any order).
-func checkRun(t *testing.T, js jetstream.JetStream, fake *mautictest.Server, events []genEvent, seqOf []uint64) {
+func checkRun(t *testing.T, js jetstream.JetStream, fake *mautictest.Server, events []workertest.Event, seqOf []uint64) {
 	t.Helper()
 	outcomeOf := map[uint64]string{}
 	uncertain := map[string]bool{}
@@ -67,84 +66,19 @@ func checkRun(t *testing.T, js jetstream.JetStream, fake *mautictest.Server, eve
 		t.Errorf("%d messages with outcomes, want %d", len(outcomeOf), len(events))
 	}
 
-	m := &model{contacts: map[string]*modelContact{}, applied: map[string]bool{}}
+	m := workertest.NewModel()
 	for i, e := range events {
-		ok := m.apply(e.id, e.typ, e.data)
+		ok := m.Apply(e.ID, e.Type, e.Data)
 		got := outcomeOf[seqOf[i]]
 		if !ok && got != "dead_letter:rejected" {
-			t.Errorf("event %s (%s, seq %d): outcome %q, want a rejected dead letter", e.id, e.typ, seqOf[i], got)
+			t.Errorf("event %s (%s, seq %d): outcome %q, want a rejected dead letter", e.ID, e.Type, seqOf[i], got)
 		}
 		if ok && strings.HasPrefix(got, "dead_letter") {
-			t.Errorf("event %s (%s, seq %d): outcome %q, want a result", e.id, e.typ, seqOf[i], got)
+			t.Errorf("event %s (%s, seq %d): outcome %q, want a result", e.ID, e.Type, seqOf[i], got)
 		}
 	}
 
-	pointsLog := map[string]int{}
-	for _, c := range fake.Contacts() {
-		for _, p := range c.PointsLog {
-			pointsLog[p.EventName]++
-		}
-	}
-	for name, count := range pointsLog {
-		if count > 1 {
-			t.Errorf("points event %q applied %d times", name, count)
-		}
-	}
-	for email, want := range m.contacts {
-		got := fake.ContactsByEmail(email)
-		if len(got) != 1 {
-			t.Errorf("%s: %d contacts in Mautic, want 1", email, len(got))
-			continue
-		}
-		c := got[0]
-		wantPoints := 0
-		for _, id := range want.pointEvents {
-			if uncertain[id] && pointsLog["mautic-sync "+id] == 0 {
-				continue // cut off before Mautic applied it: at most once
-			}
-			wantPoints += deltaOf(events, id)
-		}
-		if c.Points != wantPoints {
-			t.Errorf("%s: points %d, want %d", email, c.Points, wantPoints)
-		}
-		if fmt.Sprint(c.Fields["city"]) != orNil(want.city) || fmt.Sprint(c.Fields["firstname"]) != orNil(want.firstname) {
-			t.Errorf("%s: city %v firstname %v, want %q %q", email, c.Fields["city"], c.Fields["firstname"], want.city, want.firstname)
-		}
-		if got, wantTags := c.Tags, sortedKeys(want.tags); !slices.Equal(got, wantTags) {
-			t.Errorf("%s: tags %v, want %v", email, got, wantTags)
-		}
-		var wantSegs []int
-		for s := range want.segments {
-			wantSegs = append(wantSegs, s)
-		}
-		slices.Sort(wantSegs)
-		if !slices.Equal(c.Segments, wantSegs) {
-			t.Errorf("%s: segments %v, want %v", email, c.Segments, wantSegs)
-		}
-		gotDNC := map[string]int{}
-		for _, d := range c.DNC {
-			gotDNC[d.Channel] = d.Reason
-		}
-		if fmt.Sprint(gotDNC) != fmt.Sprint(want.dnc) {
-			t.Errorf("%s: DNC %v, want %v", email, gotDNC, want.dnc)
-		}
-	}
-	emails := map[string]int{}
-	for _, c := range fake.Contacts() {
-		email := strings.ToLower(fmt.Sprint(c.Fields["email"]))
-		emails[email]++
-		if _, ok := m.contacts[email]; !ok {
-			t.Errorf("contact %d (%v) exists in Mautic but not in the model", c.ID, c.Fields["email"])
-		}
-	}
-	for email, n := range emails {
-		if n > 1 {
-			t.Errorf("%s: %d contacts in Mautic (a duplicate)", email, n)
-		}
-	}
-	if got := fake.MaxConcurrentWritesPerContact(); got > 1 {
-		t.Errorf("%d concurrent writes for one contact", got)
-	}
+	workertest.CheckState(t, m, fake, events, uncertain)
 }
 
 // outcomeCount is the number of results and dead letters stored.

@@ -14,6 +14,7 @@ import (
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/queue"
 	"github.com/mautic-sync/mautic-sync/queue/embedded"
+	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
 
 // TestStaticReplicasInProcess runs two replicas in this process in static
@@ -59,11 +60,11 @@ func TestStaticReplicasInProcess(t *testing.T) {
 	}
 	defer func() { _ = rs.Stop() }()
 
-	events := generate(rand.New(rand.NewPCG(7, 11)), 200, 16)
+	events := workertest.Generate(rand.New(rand.NewPCG(7, 11)), 200, 16, false)
 	seqOf := make([]uint64, len(events))
 	publish := func(from, to int) {
 		for i := from; i < to; i++ {
-			ack, err := js.Publish(ctx, events[i].subject, events[i].body)
+			ack, err := js.Publish(ctx, events[i].Subject, events[i].Body)
 			if err != nil {
 				t.Fatal(err)
 			}
