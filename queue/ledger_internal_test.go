@@ -21,26 +21,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mautic-sync/mautic-sync/queue/embedded"
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 )
 
 // ledgerServer starts an embedded server and connects to it.
 func ledgerServer(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	ns, err := embedded.Start(embedded.Options{Port: -1, StoreDir: tb.TempDir()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	_, nc, js := natstest.Start(tb)
 	return nc, js
 }
 

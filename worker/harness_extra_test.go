@@ -40,6 +40,7 @@ import (
 	"github.com/mautic-sync/mautic-sync/queue"
 	"github.com/mautic-sync/mautic-sync/queue/embedded"
 	"github.com/mautic-sync/mautic-sync/queue/jsworker"
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 	"github.com/mautic-sync/mautic-sync/worker"
 	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
@@ -86,7 +87,7 @@ func newFaultHarness(t *testing.T, cfg faultConfig) *faultHarness {
 	t.Helper()
 	f := &faultHarness{port: -1, storeDir: t.TempDir(), maxPayload: cfg.maxPayload, wrapSource: cfg.wrapSource}
 	if cfg.restartable {
-		f.port = freePort(t)
+		f.port = natstest.FreePort(t)
 	}
 	ns := startNATS(t, f.port, f.storeDir, f.maxPayload)
 	f.harness = &harness{t: t, ns: ns}
@@ -269,16 +270,6 @@ func (f *faultHarness) waitOutcomesAtLeast(n int, timeout time.Duration) {
 		}
 		return nil
 	})
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // startNATS starts a JetStream server as queue/embedded does; with

@@ -18,6 +18,7 @@ import (
 	"github.com/mautic-sync/mautic-sync/queue"
 	"github.com/mautic-sync/mautic-sync/queue/embedded"
 	"github.com/mautic-sync/mautic-sync/queue/jsworker"
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 	"github.com/mautic-sync/mautic-sync/worker"
 )
 
@@ -42,20 +43,7 @@ type harness struct {
 
 func newHarness(t *testing.T, fakeOpts ...mautictest.Option) *harness {
 	t.Helper()
-	ns, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, nc, js := natstest.Start(t)
 	custom := []mautictest.Field{{Alias: "seq"}, {Alias: "n"}, {Alias: "last"}}
 	for i := range 5 {
 		custom = append(custom, mautictest.Field{Alias: fmt.Sprintf("f%d", i)})

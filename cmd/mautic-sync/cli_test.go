@@ -21,28 +21,15 @@ import (
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/queue"
 	"github.com/mautic-sync/mautic-sync/queue/dlq"
-	"github.com/mautic-sync/mautic-sync/queue/embedded"
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 )
 
 // cliNATS starts an embedded NATS server, points NATS_URL at it and
 // returns a JetStream client.
 func cliNATS(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	ns, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns, _, js := natstest.Start(t)
 	t.Setenv("NATS_URL", ns.ClientURL())
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return js
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -18,86 +17,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mautic-sync/mautic-sync/config"
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/queue"
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 	"github.com/mautic-sync/mautic-sync/queue/provision"
 	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
-
-// natsCluster is a JetStream cluster of nats-server instances in this
-// process, routed on loopback, each with its own store.
-type natsCluster struct {
-	servers []*server.Server
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func startCluster(t *testing.T, n int) *natsCluster {
-	t.Helper()
-	routePorts := make([]int, n)
-	var routes []string
-	for i := range n {
-		routePorts[i] = freePort(t)
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", routePorts[i]))
-	}
-	c := &natsCluster{}
-	for i := range n {
-		s, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: t.TempDir(),
-			Cluster: server.ClusterOpts{Name: "mautic-sync-test", Host: "127.0.0.1", Port: routePorts[i]},
-			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
-			NoSigs:  true, NoLog: true,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Start()
-		c.servers = append(c.servers, s)
-	}
-	t.Cleanup(func() {
-		for _, s := range c.servers {
-			s.Shutdown()
-			s.WaitForShutdown()
-		}
-	})
-	for _, s := range c.servers {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("a NATS server is not ready")
-		}
-	}
-	nc, err := nats.Connect(c.urls())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	waitFor(t, 30*time.Second, func() error { _, err := js.AccountInfo(context.Background()); return err })
-	return c
-}
-
-func (c *natsCluster) urls() string {
-	var out []string
-	for _, s := range c.servers {
-		if s.Running() {
-			out = append(out, s.ClientURL())
-		}
-	}
-	return strings.Join(out, ",")
-}
 
 // child is one replica of the service: the test binary as `run`.
 type child struct {
@@ -209,10 +138,10 @@ func TestClusterPartitionedModel(t *testing.T) {
 	t.Logf("seed %d (MAUTIC_SYNC_MODEL_SEED=%d reproduces), %d events, %d contacts, %d partitions", seed, seed, n, contacts, partitions)
 	r := rand.New(rand.NewPCG(seed, seed^0xc1a5))
 
-	cluster := startCluster(t, 3)
+	cluster := natstest.StartCluster(t, 3)
 	fake := mautictest.NewServer(mautictest.WithBasicAuth("u", "cluster-pass"), mautictest.WithLatency(3*time.Millisecond, 50*time.Microsecond))
 	defer fake.Close()
-	nc, err := nats.Connect(cluster.urls(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(cluster.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +151,7 @@ func TestClusterPartitionedModel(t *testing.T) {
 
 	env := append(os.Environ(),
 		"MAUTIC_SYNC_TEST_CHILD=run",
-		"NATS_URL="+cluster.urls(), "NATS_RECONNECT_WAIT=200ms",
+		"NATS_URL="+cluster.URLs(), "NATS_RECONNECT_WAIT=200ms",
 		"MAUTIC_URL="+fake.URL(), "MAUTIC_ALLOW_INSECURE_HTTP=true",
 		"MAUTIC_USERNAME=u", "MAUTIC_PASSWORD=cluster-pass", "HTTP_ADDR=",
 		"BATCH_SIZE=20", "BATCH_LINGER=5ms", "WORKER_RETRY_MIN=20ms", "WORKER_RETRY_MAX=200ms",
@@ -311,6 +240,38 @@ func TestClusterPartitionedModel(t *testing.T) {
 	waitFor(t, 30*time.Second, func() error {
 		if l, err := members.List(ctx); err != nil || len(l) != 3 {
 			return fmt.Errorf("members %v (%v)", l, err)
+		}
+		return nil
+	})
+
+	// The replicas started one after another: the first may have taken
+	// every partition before it saw the others. Publish once the
+	// membership has settled (every replica wants its share, and no
+	// replica still owns a partition it does not want), so that the
+	// partitions are spread while the first part of the stream is worked.
+	waitFor(t, 30*time.Second, func() error {
+		wantedBy := map[int]string{}
+		for _, c := range children {
+			c.mu.Lock()
+			wanted := slices.Clone(c.wanted)
+			c.mu.Unlock()
+			if len(wanted) == 0 {
+				return fmt.Errorf("%s wants no partition yet", c.name)
+			}
+			for _, p := range wanted {
+				if other, dup := wantedBy[p]; dup {
+					return fmt.Errorf("partition %d wanted by %s and %s", p, other, c.name)
+				}
+				wantedBy[p] = c.name
+			}
+			for _, p := range c.ownedNow() {
+				if !slices.Contains(wanted, p) {
+					return fmt.Errorf("%s still owns partition %d, which it no longer wants", c.name, p)
+				}
+			}
+		}
+		if len(wantedBy) != partitions {
+			return fmt.Errorf("%d of %d partitions wanted", len(wantedBy), partitions)
 		}
 		return nil
 	})
@@ -422,7 +383,7 @@ func TestClusterPartitionedModel(t *testing.T) {
 	})
 	// A NATS node goes down mid-run: the consumers it led elect new
 	// leaders, which resets their pins; their owners pull them again.
-	node := cluster.servers[1]
+	node := cluster.Servers[1]
 	before := outcomes()
 	nodeDown := time.Now()
 	node.Shutdown()

@@ -221,8 +221,10 @@ func TestRunServesHealthAndProcesses(t *testing.T) {
 		}
 		return nil
 	})
-	_, metrics, _ := get("/metrics")
-	for _, want := range []string{
+	// The outcome is stored before the input is acknowledged and the
+	// gauges are sampled: wait for the metrics to settle.
+	var metrics string
+	wantMetrics := []string{
 		`mautic_sync_events_total{outcome="applied",type="contact.upsert"} 1`,
 		`mautic_sync_mautic_calls_total{endpoint="contacts/batch/new",status="201"} 1`,
 		`mautic_sync_mautic_calls_total{endpoint="oauth/v2/token",status="200"} 1`,
@@ -238,11 +240,16 @@ func TestRunServesHealthAndProcesses(t *testing.T) {
 		`mautic_sync_rate_limit_remaining -1`,
 		`mautic_sync_token_renewals 1`,
 		`mautic_sync_mautic_info{version="5.1.0"} 1`,
-	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %q", want)
-		}
 	}
+	waitFor(t, 10*time.Second, func() error {
+		_, metrics, _ = get("/metrics")
+		for _, want := range wantMetrics {
+			if !strings.Contains(metrics, want) {
+				return fmt.Errorf("metrics lack %q", want)
+			}
+		}
+		return nil
+	})
 	for _, family := range []string{"mautic_sync_dead_letters_total", "mautic_sync_ignored_fields_total", "mautic_sync_rate_limit_reset_timestamp_seconds", "mautic_sync_step_calls_total"} {
 		if !strings.Contains(metrics, "# TYPE "+family) {
 			t.Errorf("metrics lack the family %s", family)

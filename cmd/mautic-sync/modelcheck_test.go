@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,7 +32,9 @@ func checkRun(t *testing.T, js jetstream.JetStream, fake *mautictest.Server, eve
 		seq uint64
 		at  string // processed_at: one per settlement
 	}
-	last := map[string]stored{} // subject -> its latest settlement's highest input seq
+	last := map[string]stored{}        // subject -> its latest settlement's highest input seq
+	timeline := map[string][]string{}  // subject -> its outcomes in stored order, for failures
+	idsOf := map[string]map[int]bool{} // subject -> the Mautic ids its results named
 	readAll(t, js, "MAUTIC_SYNC_RESULTS", func(m *jetstream.RawStreamMsg) {
 		var res worker.Result
 		if err := json.Unmarshal(m.Data, &res); err != nil {
@@ -41,6 +44,13 @@ func checkRun(t *testing.T, js jetstream.JetStream, fake *mautictest.Server, eve
 			t.Errorf("seq %d has two outcomes", res.StreamSeq)
 		}
 		outcomeOf[res.StreamSeq] = res.Outcome
+		timeline[res.Subject] = append(timeline[res.Subject], fmt.Sprintf("result seq %d %s %s: %s at %s attempts %d mautic_id %d%s", res.StreamSeq, res.EventID, res.EventType, res.Outcome, res.ProcessedAt, res.Attempts, res.MauticID, noteOf(res)))
+		if res.MauticID != 0 {
+			if idsOf[res.Subject] == nil {
+				idsOf[res.Subject] = map[int]bool{}
+			}
+			idsOf[res.Subject][res.MauticID] = true
+		}
 		if res.Uncertain {
 			uncertain[res.EventID] = true
 		}
@@ -61,24 +71,61 @@ func checkRun(t *testing.T, js jetstream.JetStream, fake *mautictest.Server, eve
 			t.Errorf("seq %d has two outcomes", seq)
 		}
 		outcomeOf[seq] = "dead_letter:" + m.Header.Get(worker.HeaderReason)
+		subject := m.Header.Get(worker.HeaderSubject)
+		timeline[subject] = append(timeline[subject], fmt.Sprintf("dead letter seq %d: %s at %s after %s deliveries: %s", seq, m.Header.Get(worker.HeaderReason),
+			m.Header.Get(worker.HeaderFailedAt), m.Header.Get(worker.HeaderDeliveries), m.Header.Get(worker.HeaderError)))
 	})
 	if len(outcomeOf) != len(events) {
 		t.Errorf("%d messages with outcomes, want %d", len(outcomeOf), len(events))
 	}
 
 	m := workertest.NewModel()
+	explain := map[string]bool{}
 	for i, e := range events {
 		ok := m.Apply(e.ID, e.Type, e.Data)
 		got := outcomeOf[seqOf[i]]
 		if !ok && got != "dead_letter:rejected" {
 			t.Errorf("event %s (%s, seq %d): outcome %q, want a rejected dead letter", e.ID, e.Type, seqOf[i], got)
+			explain[e.Subject] = true
 		}
 		if ok && strings.HasPrefix(got, "dead_letter") {
 			t.Errorf("event %s (%s, seq %d): outcome %q, want a result", e.ID, e.Type, seqOf[i], got)
+			explain[e.Subject] = true
 		}
+	}
+	for subject := range explain { // what happened to that contact, for the failure
+		var in []string
+		for i, e := range events {
+			if e.Subject == subject {
+				in = append(in, fmt.Sprintf("seq %d %s %s %v", seqOf[i], e.ID, e.Type, e.Data))
+			}
+		}
+		email := strings.TrimPrefix(subject, "mautic.contacts.") + "@example.com"
+		var calls []string
+		for _, r := range fake.Requests() {
+			names := strings.Contains(string(r.Body), `"`+email+`"`)
+			for id := range idsOf[subject] {
+				for _, s := range []string{"/" + strconv.Itoa(id) + "/", "=" + strconv.Itoa(id), "," + strconv.Itoa(id)} {
+					names = names || strings.Contains(r.Path+"/", s) || strings.Contains(r.RawQuery+",", s+",") || strings.Contains(r.RawQuery+"&", s+"&")
+				}
+			}
+			if names {
+				calls = append(calls, fmt.Sprintf("%s %s %s %d items %d -> %d: %.300s",
+					r.Start.Format("15:04:05.000"), r.End.Format("15:04:05.000"), r.Method, r.Items, len(r.Body), r.Status, r.Path+"?"+r.RawQuery+" "+string(r.Body)))
+			}
+		}
+		t.Logf("%s: published in this order:\n%s\noutcomes in stored order:\n%s\nMautic calls naming %s or a contact id:\n%s",
+			subject, strings.Join(in, "\n"), strings.Join(timeline[subject], "\n"), email, strings.Join(calls, "\n"))
 	}
 
 	workertest.CheckState(t, m, fake, events, uncertain)
+}
+
+func noteOf(r worker.Result) string {
+	if r.Note == "" && !r.Uncertain {
+		return ""
+	}
+	return fmt.Sprintf(" uncertain %v note %q", r.Uncertain, r.Note)
 }
 
 // outcomeCount is the number of results and dead letters stored.

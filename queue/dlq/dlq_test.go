@@ -15,7 +15,7 @@ import (
 
 	"github.com/mautic-sync/mautic-sync/queue"
 	"github.com/mautic-sync/mautic-sync/queue/dlq"
-	"github.com/mautic-sync/mautic-sync/queue/embedded"
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 	"github.com/mautic-sync/mautic-sync/worker"
 )
 
@@ -31,20 +31,7 @@ func topo() queue.Topology {
 // setup starts NATS with the service's streams.
 func setup(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	ns, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := natstest.Start(t)
 	if _, err := queue.Ensure(context.Background(), js, topo(), true); err != nil {
 		t.Fatal(err)
 	}

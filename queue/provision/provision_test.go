@@ -7,30 +7,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mautic-sync/mautic-sync/queue"
-	"github.com/mautic-sync/mautic-sync/queue/embedded"
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 	"github.com/mautic-sync/mautic-sync/queue/provision"
 )
 
 func setup(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	ns, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := natstest.Start(t)
 	return js
 }
 
