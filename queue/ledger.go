@@ -43,6 +43,10 @@ type Ledger struct {
 	// puts are the Ledger's puts awaiting their acks.
 	putMu sync.Mutex
 	puts  map[*nats.Msg]putWait
+	// leader, set when the bucket has more than one replica, makes every
+	// read one of the stream leader's (see leaderReads), one request per
+	// key, instead of batch direct gets.
+	leader *leaderReads
 	// batchOffUntil is when (UnixNano) Get may try batch gets again after
 	// the server refused one; math.MaxInt64 when the stream has no direct
 	// gets at all.
@@ -133,16 +137,7 @@ func newLedger(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValu
 
 	// The caller's API prefix, as nats.go's KeyValue uses it.
 	opts := js.Options()
-	prefix := jetstream.DefaultAPIPrefix
-	switch {
-	case opts.Domain != "":
-		prefix = "$JS." + opts.Domain + ".API."
-	case opts.APIPrefix != "":
-		prefix = opts.APIPrefix
-		if !strings.HasSuffix(prefix, ".") {
-			prefix += "."
-		}
-	}
+	prefix := apiPrefix(js)
 	l := &Ledger{kv: kv, puts: map[*nats.Msg]putWait{}, waiting: map[string]chan *nats.Msg{}}
 	jsOpts := []jetstream.JetStreamOpt{
 		jetstream.WithPublishAsyncMaxPending(ledgerMaxPending),
@@ -190,6 +185,13 @@ func newLedger(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValu
 		// changed by hand): nats.go's KeyValue uses plain gets too.
 		l.batchOffUntil.Store(math.MaxInt64)
 	}
+	if cfg.Replicas > 1 {
+		// Followers answer direct gets with what they have applied so far
+		// (see leaderReads): an id another replica recorded a moment ago
+		// could read as unknown and its event be applied twice.
+		r := newLeaderReads(js, cfg.Name)
+		l.leader = &r
+	}
 	return l, nil
 }
 
@@ -208,6 +210,9 @@ func (l *Ledger) Get(ctx context.Context, ids []string) (map[string]string, erro
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("queue: ledger get: %w", err)
+	}
+	if l.leader != nil {
+		return l.getLeader(ctx, ids)
 	}
 	if !l.batchGets() {
 		return l.getEach(ctx, ids)
@@ -369,34 +374,100 @@ func (l *Ledger) requestMultiLast(subjects []string) (<-chan *nats.Msg, func(), 
 	if err != nil {
 		return nil, nil, err
 	}
-	l.mu.Lock()
-	if l.respSub == nil || !l.respSub.IsValid() {
-		prefix := l.nc.NewInbox() + "."
-		sub, err := l.nc.Subscribe(prefix+"*", l.routeAnswer)
-		if err != nil {
-			l.mu.Unlock()
-			return nil, nil, err
-		}
-		l.respSub, l.respPrefix = sub, prefix
-	}
-	l.nextToken++
-	token := strconv.FormatUint(l.nextToken, 36)
-	reply := l.respPrefix + token
 	// Room for an answer per subject and the end of batch: routeAnswer
 	// never blocks.
-	ch := make(chan *nats.Msg, len(subjects)+1)
-	l.waiting[token] = ch
-	l.mu.Unlock()
-	done := func() {
-		l.mu.Lock()
-		delete(l.waiting, token)
-		l.mu.Unlock()
+	replies, ch, done, err := l.expect(1, len(subjects)+1)
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := l.nc.PublishMsg(&nats.Msg{Subject: l.directSubject, Reply: reply, Data: req}); err != nil {
+	if err := l.nc.PublishMsg(&nats.Msg{Subject: l.directSubject, Reply: replies[0], Data: req}); err != nil {
 		done()
 		return nil, nil, err
 	}
 	return ch, done, nil
+}
+
+// expect makes n reply subjects whose answers all come on one channel of
+// room answers, and the func to call once done with them.
+func (l *Ledger) expect(n, room int) ([]string, chan *nats.Msg, func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.respSub == nil || !l.respSub.IsValid() {
+		prefix := l.nc.NewInbox() + "."
+		sub, err := l.nc.Subscribe(prefix+"*", l.routeAnswer)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		l.respSub, l.respPrefix = sub, prefix
+	}
+	ch := make(chan *nats.Msg, room)
+	replies := make([]string, n)
+	tokens := make([]string, n)
+	for i := range n {
+		l.nextToken++
+		tokens[i] = strconv.FormatUint(l.nextToken, 36)
+		replies[i] = l.respPrefix + tokens[i]
+		l.waiting[tokens[i]] = ch
+	}
+	done := func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, t := range tokens {
+			delete(l.waiting, t)
+		}
+	}
+	return replies, ch, done, nil
+}
+
+// getLeaderChunk reads the last message of each subject (at most
+// multiLastChunk) from the stream leader: one message get request per
+// subject, all sent before the answers are awaited.
+func (l *Ledger) getLeaderChunk(ctx context.Context, subjects []string) ([]lastMsg, error) {
+	replies, ch, done, err := l.expect(len(subjects), len(subjects))
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	index := make(map[string]int, len(subjects))
+	for i, subj := range subjects {
+		index[replies[i]] = i
+		req := make([]byte, 0, len(subj)+20)
+		req = append(req, `{"last_by_subj":"`...)
+		req = append(req, subj...) // key subjects need no JSON escaping
+		req = append(req, `"}`...)
+		if err := l.nc.PublishMsg(&nats.Msg{Subject: l.leader.subject, Reply: replies[i], Data: req}); err != nil {
+			return nil, err
+		}
+	}
+	var expired <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := time.NewTimer(l.timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	out := make([]lastMsg, len(subjects))
+	for left := len(subjects); left > 0; left-- {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-expired:
+			return nil, fmt.Errorf("%d of %d reads from the stream leader unanswered after %s (no stream leader?)", left, len(subjects), l.timeout)
+		}
+		i, ok := index[m.Subject]
+		if !ok {
+			left++
+			continue
+		}
+		if m.Header.Get("Status") == "503" {
+			return nil, fmt.Errorf("read from the stream leader: %w", nats.ErrNoResponders)
+		}
+		if out[i], err = decodeMsgGet(m.Data); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // routeAnswer hands an answer to the batch get waiting for it.
@@ -463,22 +534,52 @@ func (l *Ledger) getEach(ctx context.Context, ids []string) (map[string]string, 
 	return out, nil
 }
 
+// getLeader looks ids up from the stream leader, one request per key,
+// maxParallel at a time: Get's way on a replicated bucket.
+func (l *Ledger) getLeader(ctx context.Context, ids []string) (map[string]string, error) {
+	subjects := make([]string, len(ids))
+	for i, id := range ids {
+		subjects[i] = ledgerSubject(l.getPre, id)
+	}
+	out := map[string]string{}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxBatchParallel)
+	for start := 0; start < len(subjects); start += multiLastChunk {
+		end := min(start+multiLastChunk, len(subjects))
+		g.Go(func() error {
+			got, err := l.getLeaderChunk(gctx, subjects[start:end])
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i, m := range got {
+				if m.live() {
+					out[ids[start+i]] = string(m.value)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("queue: ledger get: %w", err)
+	}
+	return out, nil
+}
+
 // Create stores value for id unless the id has a value; then it returns
 // that value and false.
 func (l *Ledger) Create(ctx context.Context, id, value string) (string, bool, error) {
 	key := ledgerKey(id)
-	_, err := l.kv.Create(ctx, key, []byte(value))
-	if err == nil {
-		return "", true, nil
-	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
+	_, prior, created, err := createKey(ctx, l.kv, l.leader, ledgerSubject(l.getPre, id), key, []byte(value))
+	if err != nil {
 		return "", false, fmt.Errorf("queue: ledger create: %w", err)
 	}
-	e, gerr := l.kv.Get(ctx, key)
-	if gerr != nil {
-		return "", false, fmt.Errorf("queue: ledger get after conflict: %w", gerr)
+	if created {
+		return "", true, nil
 	}
-	return string(e.Value()), false, nil
+	return string(prior.value), false, nil
 }
 
 // LedgerPutError is Put's error: the ids whose values the stream did not

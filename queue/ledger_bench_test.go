@@ -15,12 +15,15 @@ package queue
 import (
 	"context"
 	"fmt"
-	"golang.org/x/sync/errgroup"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 )
 
 const benchIDs = 200
@@ -119,4 +122,49 @@ func (l *Ledger) putEach(ctx context.Context, values map[string]string) error {
 		})
 	}
 	return g.Wait()
+}
+
+// BenchmarkLedgerGetReplicated is Get of 200 ids (half known) on a
+// three-replica bucket from a client on a follower's server: the leader's
+// reads Get makes there against the batch direct gets it makes on one
+// replica (which a lagging follower may answer stale).
+func BenchmarkLedgerGetReplicated(b *testing.B) {
+	c := natstest.StartCluster(b, 3)
+	ctx := context.Background()
+	_, js := natstest.Connect(b, c.URLs())
+	if err := EnsureReplicatedBuckets(ctx, js, 3, LedgerOptions{Bucket: "BENCH_R3", TTL: time.Hour}, ""); err != nil {
+		b.Fatal(err)
+	}
+	wjs, rjs := leaderAndFollower(b, c, "KV_BENCH_R3")
+	w, err := OpenLedger(ctx, wjs, LedgerOptions{Bucket: "BENCH_R3"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := testIDs("bench", benchIDs)
+	half := make(map[string]string)
+	for i, id := range ids[:benchIDs/2] {
+		half[id] = fmt.Sprintf(`{"s":"applied","seq":%d,"mid":%d}`, 1000+i, 5000+i)
+	}
+	if err := w.Put(ctx, half); err != nil {
+		b.Fatal(err)
+	}
+	for _, leader := range []bool{true, false} {
+		name := map[bool]string{true: "leader", false: "batchDirect"}[leader]
+		b.Run(name, func(b *testing.B) {
+			l, err := OpenLedger(ctx, rjs, LedgerOptions{Bucket: "BENCH_R3"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !leader {
+				l.leader = nil
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				got, err := l.Get(ctx, ids)
+				if err != nil || len(got) != benchIDs/2 {
+					b.Fatalf("got %d, %v", len(got), err)
+				}
+			}
+		})
+	}
 }

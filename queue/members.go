@@ -21,6 +21,10 @@ import (
 // and renewed like the announcement.
 type Members struct {
 	kv jetstream.KeyValue
+	// leader, set on a replicated bucket, reads a conflicting claim from
+	// the stream leader: a lagging follower may show a released claim as
+	// still held.
+	leader *leaderReads
 }
 
 // MembersBucketConfig is the members bucket as mautic-sync creates it:
@@ -36,7 +40,11 @@ func OpenMembers(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyV
 	if err != nil {
 		return nil, err
 	}
-	return &Members{kv: kv}, nil
+	leader, err := kvLeaderReads(ctx, js, kv)
+	if err != nil {
+		return nil, fmt.Errorf("queue: members bucket: %w", err)
+	}
+	return &Members{kv: kv, leader: leader}, nil
 }
 
 // Announce puts (or renews) the member id.
@@ -83,20 +91,18 @@ func (m *Members) List(ctx context.Context) ([]string, error) {
 // it returns the claim's revision, and ok false when another holds it.
 // Claims live the bucket's TTL unless renewed.
 func (m *Members) Claim(ctx context.Context, p int, id string) (rev uint64, ok bool, err error) {
-	rev, err = m.kv.Create(ctx, claimKey(p), []byte(id))
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, false, nil
-	}
+	key := claimKey(p)
+	rev, _, ok, err = createKey(ctx, m.kv, m.leader, kvSubject(m.kv.Bucket(), key), key, []byte(id))
 	if err != nil {
 		return 0, false, fmt.Errorf("queue: claim partition %d: %w", p, err)
 	}
-	return rev, true, nil
+	return rev, ok, nil
 }
 
 // Renew renews a claim held at revision rev; ok is false when the claim
 // is no longer this one (it expired, and maybe another member took it).
 func (m *Members) Renew(ctx context.Context, p int, id string, rev uint64) (uint64, bool, error) {
-	next, err := m.kv.Update(ctx, claimKey(p), []byte(id), rev)
+	next, err := update(ctx, m.kv, claimKey(p), []byte(id), rev)
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, false, nil
 	}
@@ -108,8 +114,10 @@ func (m *Members) Renew(ctx context.Context, p int, id string, rev uint64) (uint
 
 // Unclaim gives up a claim held at revision rev.
 func (m *Members) Unclaim(ctx context.Context, p int, rev uint64) error {
-	err := m.kv.Delete(ctx, claimKey(p), jetstream.LastRevision(rev))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyExists) {
+	_, err := casWrite(ctx, func() (struct{}, error) {
+		return struct{}{}, m.kv.Delete(ctx, claimKey(p), jetstream.LastRevision(rev))
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !casConflict(err) {
 		return fmt.Errorf("queue: give up the claim of partition %d: %w", p, err)
 	}
 	return nil

@@ -17,6 +17,9 @@ import (
 type RateStore struct {
 	kv    jetstream.KeyValue
 	scope string
+	// leader, set on a replicated bucket, reads counts from the stream
+	// leader: a lagging follower's count would only fail the update.
+	leader *leaderReads
 }
 
 // RateBucketConfig is the bucket as mautic-sync creates it: a window's key
@@ -35,7 +38,11 @@ func OpenRateStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.Ke
 	if err != nil {
 		return nil, err
 	}
-	return &RateStore{kv: kv, scope: "s" + ledgerKey(scope)[2:18]}, nil
+	leader, err := kvLeaderReads(ctx, js, kv)
+	if err != nil {
+		return nil, fmt.Errorf("queue: rate bucket: %w", err)
+	}
+	return &RateStore{kv: kv, scope: "s" + ledgerKey(scope)[2:18], leader: leader}, nil
 }
 
 func (s *RateStore) key(start time.Time) string {
@@ -84,30 +91,47 @@ func (s *RateStore) Raise(ctx context.Context, start time.Time, n int) error {
 var errConflict = errors.New("conflict")
 
 func (s *RateStore) get(ctx context.Context, key string) (int, uint64, error) {
-	e, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, 0, nil
+	var value []byte
+	var rev uint64
+	if s.leader != nil {
+		m, err := s.leader.last(ctx, kvSubject(s.kv.Bucket(), key))
+		if err != nil {
+			return 0, 0, fmt.Errorf("queue: read rate count: %w", err)
+		}
+		if !m.live() {
+			return 0, 0, nil
+		}
+		value, rev = m.value, m.seq
+	} else {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return 0, 0, nil
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("queue: read rate count: %w", err)
+		}
+		value, rev = e.Value(), e.Revision()
 	}
+	n, err := strconv.Atoi(string(value))
 	if err != nil {
-		return 0, 0, fmt.Errorf("queue: read rate count: %w", err)
+		return 0, 0, fmt.Errorf("queue: rate count %q is not a number", value)
 	}
-	n, err := strconv.Atoi(string(e.Value()))
-	if err != nil {
-		return 0, 0, fmt.Errorf("queue: rate count %q is not a number", e.Value())
-	}
-	return n, e.Revision(), nil
+	return n, rev, nil
 }
 
 func (s *RateStore) set(ctx context.Context, key string, n int, rev uint64) error {
 	var err error
 	v := []byte(strconv.Itoa(n))
 	if rev == 0 {
-		_, err = s.kv.Create(ctx, key, v)
+		var created bool
+		if _, _, created, err = createKey(ctx, s.kv, s.leader, kvSubject(s.kv.Bucket(), key), key, v); err == nil && !created {
+			return errConflict
+		}
 	} else {
-		_, err = s.kv.Update(ctx, key, v, rev)
+		_, err = update(ctx, s.kv, key, v, rev)
 	}
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+	case casConflict(err):
 		return errConflict
 	case err != nil:
 		return fmt.Errorf("queue: store rate count: %w", err)

@@ -17,6 +17,9 @@ import (
 type TokenStore struct {
 	kv  jetstream.KeyValue
 	key string
+	// leader, set on a replicated bucket, reads the token from the stream
+	// leader: a lagging follower could hand out a token already rotated.
+	leader *leaderReads
 }
 
 // OpenTokenStore binds to (or creates) the bucket; key is derived from the
@@ -32,23 +35,41 @@ func OpenTokenStore(ctx context.Context, js jetstream.JetStream, bucket, clientI
 	if err != nil {
 		return nil, fmt.Errorf("queue: token bucket %s: %w", bucket, err)
 	}
-	return &TokenStore{kv: kv, key: "client." + ledgerKey(clientID)[2:]}, nil
+	leader, err := kvLeaderReads(ctx, js, kv)
+	if err != nil {
+		return nil, fmt.Errorf("queue: token bucket %s: %w", bucket, err)
+	}
+	return &TokenStore{kv: kv, key: "client." + ledgerKey(clientID)[2:], leader: leader}, nil
 }
 
 // Load implements mautic.TokenStore.
 func (s *TokenStore) Load(ctx context.Context) (mautic.StoredToken, uint64, error) {
-	e, err := s.kv.Get(ctx, s.key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return mautic.StoredToken{}, 0, mautic.ErrNoToken
-	}
-	if err != nil {
-		return mautic.StoredToken{}, 0, fmt.Errorf("queue: load token: %w", err)
+	var value []byte
+	var rev uint64
+	if s.leader != nil {
+		m, err := s.leader.last(ctx, kvSubject(s.kv.Bucket(), s.key))
+		if err != nil {
+			return mautic.StoredToken{}, 0, fmt.Errorf("queue: load token: %w", err)
+		}
+		if !m.live() {
+			return mautic.StoredToken{}, 0, mautic.ErrNoToken
+		}
+		value, rev = m.value, m.seq
+	} else {
+		e, err := s.kv.Get(ctx, s.key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return mautic.StoredToken{}, 0, mautic.ErrNoToken
+		}
+		if err != nil {
+			return mautic.StoredToken{}, 0, fmt.Errorf("queue: load token: %w", err)
+		}
+		value, rev = e.Value(), e.Revision()
 	}
 	var t mautic.StoredToken
-	if err := json.Unmarshal(e.Value(), &t); err != nil {
+	if err := json.Unmarshal(value, &t); err != nil {
 		return mautic.StoredToken{}, 0, fmt.Errorf("queue: stored token is not JSON: %w", err)
 	}
-	return t, e.Revision(), nil
+	return t, rev, nil
 }
 
 // Save implements mautic.TokenStore.
@@ -58,12 +79,15 @@ func (s *TokenStore) Save(ctx context.Context, t mautic.StoredToken, rev uint64)
 		return err
 	}
 	if rev == 0 {
-		_, err = s.kv.Create(ctx, s.key, b)
+		var created bool
+		if _, _, created, err = createKey(ctx, s.kv, s.leader, kvSubject(s.kv.Bucket(), s.key), s.key, b); err == nil && !created {
+			return mautic.ErrTokenConflict
+		}
 	} else {
-		_, err = s.kv.Update(ctx, s.key, b, rev)
+		_, err = update(ctx, s.kv, s.key, b, rev)
 	}
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+	case casConflict(err):
 		return mautic.ErrTokenConflict
 	case err != nil:
 		return fmt.Errorf("queue: save token: %w", err)
