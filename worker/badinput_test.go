@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/worker"
 )
 
@@ -138,14 +139,14 @@ func TestBadInputThroughPipeline(t *testing.T) {
 	}
 	dead := map[uint64]string{}
 	for _, m := range f.deadLetters() {
-		seq, _ := strconv.ParseUint(m.Header.Get(worker.HeaderStreamSeq), 10, 64)
-		if m.Header.Get(worker.HeaderReason) != worker.ReasonInvalidEvent {
-			t.Errorf("seq %d dead-lettered as %q, want invalid_event", seq, m.Header.Get(worker.HeaderReason))
+		seq, _ := strconv.ParseUint(m.Header.Get(contract.HeaderStreamSeq), 10, 64)
+		if m.Header.Get(contract.HeaderReason) != worker.ReasonInvalidEvent {
+			t.Errorf("seq %d dead-lettered as %q, want invalid_event", seq, m.Header.Get(contract.HeaderReason))
 		}
 		if !bytes.Equal(m.Data, cases[seqOf[seq]].body) {
 			t.Errorf("%s: the dead letter's body is not the input byte for byte", cases[seqOf[seq]].name)
 		}
-		dead[seq] = m.Header.Get(worker.HeaderError)
+		dead[seq] = m.Header.Get(contract.HeaderError)
 	}
 	for _, seq := range slices.Sorted(maps.Keys(seqOf)) {
 		c := cases[seqOf[seq]]
@@ -186,7 +187,7 @@ func TestBadInputAtSizeLimitWithDefaultMaxPayload(t *testing.T) {
 	f.publish("mautic.contacts.limit", body)
 	f.start()
 	f.waitAll(1, 15*time.Second)
-	if dl := f.deadLetters(); len(dl) != 1 || !strings.Contains(dl[0].Header.Get(worker.HeaderError), "time") {
+	if dl := f.deadLetters(); len(dl) != 1 || !strings.Contains(dl[0].Header.Get(contract.HeaderError), "time") {
 		t.Errorf("dead letters %v", dl)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/worker"
 )
 
@@ -58,13 +59,13 @@ func TestFailingContactIsolated(t *testing.T) {
 	if len(dl) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(dl))
 	}
-	if got := dl[0].Header.Get(worker.HeaderReason); got != worker.ReasonMaxDeliveries {
+	if got := dl[0].Header.Get(contract.HeaderReason); got != worker.ReasonMaxDeliveries {
 		t.Errorf("reason %q, want max_deliveries", got)
 	}
-	if got := dl[0].Header.Get(worker.HeaderStreamSeq); got != strconv.FormatUint(poison, 10) {
+	if got := dl[0].Header.Get(contract.HeaderStreamSeq); got != strconv.FormatUint(poison, 10) {
 		t.Errorf("dead letter for seq %s, want %d", got, poison)
 	}
-	if got := dl[0].Header.Get(worker.HeaderDeliveries); got != "3" {
+	if got := dl[0].Header.Get(contract.HeaderDeliveries); got != "3" {
 		t.Errorf("deliveries %q, want 3", got)
 	}
 	c := h.fake.ContactsByEmail("poison@example.com")
@@ -89,7 +90,7 @@ func TestItemFailureRetriedThenDeadLettered(t *testing.T) {
 	h.start()
 	h.waitOutcomes(2)
 	dl := h.deadLetters()
-	if len(dl) != 1 || dl[0].Header.Get(worker.HeaderReason) != worker.ReasonMaxDeliveries || !strings.Contains(dl[0].Header.Get(worker.HeaderError), "database is locked") {
+	if len(dl) != 1 || dl[0].Header.Get(contract.HeaderReason) != worker.ReasonMaxDeliveries || !strings.Contains(dl[0].Header.Get(contract.HeaderError), "database is locked") {
 		t.Fatalf("dead letters %v", dl)
 	}
 }

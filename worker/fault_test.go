@@ -26,6 +26,7 @@ import (
 	"github.com/mautic-sync/mautic-sync/mautic"
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/queue"
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/worker"
 	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
@@ -68,7 +69,7 @@ func TestFaultMauticOutageMidStream(t *testing.T) {
 	notInvalid := func() int { // dead letters that are not invalid_event
 		n := 0
 		for _, m := range f.deadLetters() {
-			if m.Header.Get(worker.HeaderReason) != worker.ReasonInvalidEvent {
+			if m.Header.Get(contract.HeaderReason) != worker.ReasonInvalidEvent {
 				n++
 			}
 		}
@@ -616,7 +617,7 @@ func TestFaultPoisonMessageDeadLetteredAfterCrashes(t *testing.T) {
 	f.start()
 	f.waitAll(1, 20*time.Second)
 	dl := f.deadLetters()
-	if len(dl) != 1 || dl[0].Header.Get(worker.HeaderReason) != worker.ReasonMaxDeliveries {
+	if len(dl) != 1 || dl[0].Header.Get(contract.HeaderReason) != worker.ReasonMaxDeliveries {
 		t.Errorf("outcome of message %d delivered %d times: %d dead letters %v, results %+v; want a max_deliveries dead letter",
 			seq, f.opts.MaxDeliveries+2, len(dl), dl, f.results())
 	}

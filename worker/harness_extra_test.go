@@ -38,6 +38,7 @@ import (
 	"github.com/mautic-sync/mautic-sync/mautic"
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/queue"
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/queue/embedded"
 	"github.com/mautic-sync/mautic-sync/queue/jsworker"
 	"github.com/mautic-sync/mautic-sync/queue/natstest"
@@ -566,11 +567,11 @@ func (f *faultHarness) checkModel(events []workertest.Event, seqs []uint64, lost
 		}
 	}
 	for _, m := range append(f.deadLetters(), lost...) {
-		seq, _ := strconv.ParseUint(m.Header.Get(worker.HeaderStreamSeq), 10, 64)
+		seq, _ := strconv.ParseUint(m.Header.Get(contract.HeaderStreamSeq), 10, 64)
 		if prev, dup := outcomeOf[seq]; dup {
 			t.Errorf("seq %d has two outcomes: %s and a dead letter", seq, prev)
 		}
-		outcomeOf[seq] = "dead_letter:" + m.Header.Get(worker.HeaderReason) + " (" + m.Header.Get(worker.HeaderError) + ")"
+		outcomeOf[seq] = "dead_letter:" + m.Header.Get(contract.HeaderReason) + " (" + m.Header.Get(contract.HeaderError) + ")"
 	}
 	if len(outcomeOf) != len(events) {
 		t.Errorf("%d input messages with an outcome, want %d", len(outcomeOf), len(events))

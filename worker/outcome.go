@@ -24,20 +24,9 @@ const (
 	ReasonMaxDeliveries = contract.ReasonMaxDeliveries
 )
 
-// Dead-letter headers added to the input's own.
-const (
-	HeaderReason     = contract.HeaderReason
-	HeaderError      = contract.HeaderError
-	HeaderStatus     = contract.HeaderStatus
-	HeaderSubject    = contract.HeaderSubject
-	HeaderStreamSeq  = contract.HeaderStreamSeq
-	HeaderDeliveries = contract.HeaderDeliveries
-	HeaderFailedAt   = contract.HeaderFailedAt
-	// HeaderBodyOmitted, on a dead letter, gives the size of an input body
-	// left out because body and headers exceeded the server's size limit.
-	HeaderBodyOmitted = contract.HeaderBodyOmitted
-	headerMsgID       = "Nats-Msg-Id"
-)
+// headerMsgID is JetStream's de-duplication header. (The dead letters'
+// own headers are queue/contract's.)
+const headerMsgID = "Nats-Msg-Id"
 
 // maxErrorHeader is the contract's bound on Mautic-Sync-Error.
 const maxErrorHeader = 1024
@@ -137,17 +126,17 @@ func (c outboxConfig) deadLetter(m Message, v verdict, now time.Time) Outbound {
 		h[k] = append([]string(nil), vals...)
 	}
 	seq := strconv.FormatUint(m.StreamSeq(), 10)
-	h[HeaderReason] = []string{v.reason}
-	h[HeaderError] = []string{oneLine(v.err, maxErrorHeader)}
+	h[contract.HeaderReason] = []string{v.reason}
+	h[contract.HeaderError] = []string{oneLine(v.err, maxErrorHeader)}
 	if v.status != 0 {
-		h[HeaderStatus] = []string{strconv.Itoa(v.status)}
+		h[contract.HeaderStatus] = []string{strconv.Itoa(v.status)}
 	} else {
-		delete(h, HeaderStatus)
+		delete(h, contract.HeaderStatus)
 	}
-	h[HeaderSubject] = []string{m.Subject()}
-	h[HeaderStreamSeq] = []string{seq}
-	h[HeaderDeliveries] = []string{strconv.FormatUint(m.NumDelivered(), 10)}
-	h[HeaderFailedAt] = []string{now.UTC().Format(time.RFC3339)}
+	h[contract.HeaderSubject] = []string{m.Subject()}
+	h[contract.HeaderStreamSeq] = []string{seq}
+	h[contract.HeaderDeliveries] = []string{strconv.FormatUint(m.NumDelivered(), 10)}
+	h[contract.HeaderFailedAt] = []string{now.UTC().Format(time.RFC3339)}
 	delete(h, headerMsgID) // replaced by the publisher's dlq-<seq>
 	return Outbound{Subject: c.dlqSubject, MsgID: "dlq-" + seq, Header: h, Data: m.Data()}
 }

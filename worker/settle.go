@@ -9,6 +9,8 @@ import (
 
 	"github.com/sethvargo/go-retry"
 	"go.uber.org/zap"
+
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 )
 
 // settle stores the outcome of each item and then acknowledges its input:
@@ -61,7 +63,7 @@ func (w *Worker) settle(ctx context.Context, items []settleItem) settleDone {
 				switch {
 				case errs[j] == nil:
 					stored[i] = true
-				case errors.Is(errs[j], ErrTooLarge) && items[i].v.deadLetter() && outs[i].Header[HeaderBodyOmitted] == nil:
+				case errors.Is(errs[j], ErrTooLarge) && items[i].v.deadLetter() && outs[i].Header[contract.HeaderBodyOmitted] == nil:
 					// The body and our headers exceed the server's limit: store
 					// the dead letter without the body rather than never.
 					outs[i] = withoutBody(outs[i])
@@ -212,7 +214,7 @@ func withoutBody(o Outbound) Outbound {
 	for k, v := range o.Header {
 		h[k] = v
 	}
-	h[HeaderBodyOmitted] = []string{strconv.Itoa(len(o.Data))}
+	h[contract.HeaderBodyOmitted] = []string{strconv.Itoa(len(o.Data))}
 	o.Header, o.Data = h, nil
 	return o
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/worker"
 )
 
@@ -115,7 +116,7 @@ func TestUnknownContactsCountAsDone(t *testing.T) {
 		t.Fatalf("%d dead letters, want 2 (points and edit of unknown contacts)", len(dl))
 	}
 	for _, m := range dl {
-		if m.Header.Get(worker.HeaderReason) != worker.ReasonRejected || m.Header.Get(worker.HeaderStatus) != "404" {
+		if m.Header.Get(contract.HeaderReason) != worker.ReasonRejected || m.Header.Get(contract.HeaderStatus) != "404" {
 			t.Errorf("dead letter headers %v", m.Header)
 		}
 	}
@@ -238,8 +239,8 @@ func TestBatchWithFailedItemsGivesEachItsOutcome(t *testing.T) {
 		t.Fatalf("%d dead letters, want 2", len(dl))
 	}
 	for _, m := range dl {
-		if m.Header.Get(worker.HeaderReason) != worker.ReasonRejected || m.Header.Get(worker.HeaderStatus) != "422" ||
-			!strings.Contains(m.Header.Get(worker.HeaderError), "not allowed") {
+		if m.Header.Get(contract.HeaderReason) != worker.ReasonRejected || m.Header.Get(contract.HeaderStatus) != "422" ||
+			!strings.Contains(m.Header.Get(contract.HeaderError), "not allowed") {
 			t.Errorf("dead letter headers %v", m.Header)
 		}
 	}
@@ -268,7 +269,7 @@ func TestInvalidEventsDeadLetteredByteForByte(t *testing.T) {
 		t.Fatalf("%d dead letters, want %d", len(dl), len(files))
 	}
 	for _, m := range dl {
-		seq, _ := strconv.ParseUint(m.Header.Get(worker.HeaderStreamSeq), 10, 64)
+		seq, _ := strconv.ParseUint(m.Header.Get(contract.HeaderStreamSeq), 10, 64)
 		want, ok := bodies[seq]
 		if !ok {
 			t.Errorf("dead letter for unknown seq %d", seq)
@@ -278,22 +279,22 @@ func TestInvalidEventsDeadLetteredByteForByte(t *testing.T) {
 			t.Errorf("seq %d: body changed:\n got %q\nwant %q", seq, m.Data, want)
 		}
 		checks := map[string]string{
-			worker.HeaderReason:     worker.ReasonInvalidEvent,
-			worker.HeaderSubject:    "mautic.contacts.bad",
-			worker.HeaderDeliveries: "1",
-			"X-Producer":            "test-suite",
-			"Nats-Msg-Id":           "dlq-" + strconv.FormatUint(seq, 10),
-			"Nats-Expected-Stream":  "", // a publish directive, not copied
+			contract.HeaderReason:     worker.ReasonInvalidEvent,
+			contract.HeaderSubject:    "mautic.contacts.bad",
+			contract.HeaderDeliveries: "1",
+			"X-Producer":              "test-suite",
+			"Nats-Msg-Id":             "dlq-" + strconv.FormatUint(seq, 10),
+			"Nats-Expected-Stream":    "", // a publish directive, not copied
 		}
 		for k, v := range checks {
 			if got := m.Header.Get(k); got != v {
 				t.Errorf("seq %d: header %s = %q, want %q", seq, k, got, v)
 			}
 		}
-		if m.Header.Get(worker.HeaderError) == "" || m.Header.Get(worker.HeaderStatus) != "" {
-			t.Errorf("seq %d: error %q status %q", seq, m.Header.Get(worker.HeaderError), m.Header.Get(worker.HeaderStatus))
+		if m.Header.Get(contract.HeaderError) == "" || m.Header.Get(contract.HeaderStatus) != "" {
+			t.Errorf("seq %d: error %q status %q", seq, m.Header.Get(contract.HeaderError), m.Header.Get(contract.HeaderStatus))
 		}
-		if _, err := time.Parse(time.RFC3339, m.Header.Get(worker.HeaderFailedAt)); err != nil {
+		if _, err := time.Parse(time.RFC3339, m.Header.Get(contract.HeaderFailedAt)); err != nil {
 			t.Errorf("seq %d: Failed-At: %v", seq, err)
 		}
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/mautic-sync/mautic-sync/config"
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
 	"github.com/mautic-sync/mautic-sync/queue"
-	"github.com/mautic-sync/mautic-sync/queue/dlq"
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/queue/natstest"
 )
 
@@ -169,15 +169,15 @@ func storeDeadLetter(t *testing.T, js jetstream.JetStream, reason, status, subj 
 	t.Helper()
 	m := nats.NewMsg("mautic.sync.dlq")
 	m.Data = body
-	m.Header.Set(dlq.HeaderReason, reason)
-	m.Header.Set(dlq.HeaderError, "Mautic says no: "+reason)
+	m.Header.Set(contract.HeaderReason, reason)
+	m.Header.Set(contract.HeaderError, "Mautic says no: "+reason)
 	if status != "" {
-		m.Header.Set(dlq.HeaderStatus, status)
+		m.Header.Set(contract.HeaderStatus, status)
 	}
-	m.Header.Set(dlq.HeaderSubject, subj)
-	m.Header.Set(dlq.HeaderStreamSeq, "11")
-	m.Header.Set(dlq.HeaderDeliveries, "1")
-	m.Header.Set(dlq.HeaderFailedAt, "2026-11-25T10:00:00Z")
+	m.Header.Set(contract.HeaderSubject, subj)
+	m.Header.Set(contract.HeaderStreamSeq, "11")
+	m.Header.Set(contract.HeaderDeliveries, "1")
+	m.Header.Set(contract.HeaderFailedAt, "2026-11-25T10:00:00Z")
 	for i := 0; i+1 < len(hdr); i += 2 {
 		m.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -274,7 +274,7 @@ func TestDLQCommands(t *testing.T) {
 	in, _ := js.Stream(ctx, "MAUTIC_CONTACTS")
 	m, err := in.GetMsg(ctx, 1)
 	if err != nil || m.Subject != "mautic.contacts.a" || m.Header.Get("Nats-Msg-Id") != fmt.Sprintf("redrive-%d", s1) ||
-		m.Header.Get("X-Producer") != "crm" || m.Header.Get(dlq.HeaderReason) != "" {
+		m.Header.Get("X-Producer") != "crm" || m.Header.Get(contract.HeaderReason) != "" {
 		t.Errorf("republished %+v %v", m, err)
 	}
 	if _, out, _ := cli(t, "dlq", "list"); strings.Count(out, "\n") != 2 || !strings.Contains(out, "invalid_event") {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/worker"
 	"github.com/mautic-sync/mautic-sync/worker/workertest"
 )
@@ -66,14 +67,14 @@ func checkRun(t *testing.T, js jetstream.JetStream, fake *mautictest.Server, eve
 		}
 	})
 	readAll(t, js, "MAUTIC_SYNC_DLQ", func(m *jetstream.RawStreamMsg) {
-		seq, _ := strconv.ParseUint(m.Header.Get(worker.HeaderStreamSeq), 10, 64)
+		seq, _ := strconv.ParseUint(m.Header.Get(contract.HeaderStreamSeq), 10, 64)
 		if _, dup := outcomeOf[seq]; dup {
 			t.Errorf("seq %d has two outcomes", seq)
 		}
-		outcomeOf[seq] = "dead_letter:" + m.Header.Get(worker.HeaderReason)
-		subject := m.Header.Get(worker.HeaderSubject)
-		timeline[subject] = append(timeline[subject], fmt.Sprintf("dead letter seq %d: %s at %s after %s deliveries: %s", seq, m.Header.Get(worker.HeaderReason),
-			m.Header.Get(worker.HeaderFailedAt), m.Header.Get(worker.HeaderDeliveries), m.Header.Get(worker.HeaderError)))
+		outcomeOf[seq] = "dead_letter:" + m.Header.Get(contract.HeaderReason)
+		subject := m.Header.Get(contract.HeaderSubject)
+		timeline[subject] = append(timeline[subject], fmt.Sprintf("dead letter seq %d: %s at %s after %s deliveries: %s", seq, m.Header.Get(contract.HeaderReason),
+			m.Header.Get(contract.HeaderFailedAt), m.Header.Get(contract.HeaderDeliveries), m.Header.Get(contract.HeaderError)))
 	})
 	if len(outcomeOf) != len(events) {
 		t.Errorf("%d messages with outcomes, want %d", len(outcomeOf), len(events))

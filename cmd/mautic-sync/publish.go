@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mautic-sync/mautic-sync/config"
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/queue/dlq"
 	"github.com/mautic-sync/mautic-sync/queue/subject"
 	"github.com/mautic-sync/mautic-sync/worker"
@@ -362,7 +363,7 @@ func waitOutcome(ctx context.Context, js jetstream.JetStream, cfg config.Config,
 	defer rc.Stop()
 	dc, err := watch(cfg.Outcomes.DLQStream, func(m jetstream.Msg) {
 		h := m.Headers()
-		if h.Get(dlq.HeaderStreamSeq) != strconv.FormatUint(seq, 10) || h.Get(dlq.HeaderSubject) != subj {
+		if h.Get(contract.HeaderStreamSeq) != strconv.FormatUint(seq, 10) || h.Get(contract.HeaderSubject) != subj {
 			return
 		}
 		md, err := m.Metadata()

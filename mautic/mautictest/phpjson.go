@@ -134,14 +134,7 @@ func writeValue(b *bytes.Buffer, v any, style jsonStyle) {
 		b.WriteByte('}')
 	case *phpArray:
 		if x.isList() {
-			b.WriteByte('[')
-			for i, k := range x.keys {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				writeValue(b, x.vals[k], style)
-			}
-			b.WriteByte(']')
+			writeList(b, x.keys, func(k int) { writeValue(b, x.vals[k], style) })
 			return
 		}
 		b.WriteByte('{')
@@ -155,41 +148,13 @@ func writeValue(b *bytes.Buffer, v any, style jsonStyle) {
 		}
 		b.WriteByte('}')
 	case []any:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeValue(b, e, style)
-		}
-		b.WriteByte(']')
+		writeList(b, x, func(e any) { writeValue(b, e, style) })
 	case []obj:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeValue(b, e, style)
-		}
-		b.WriteByte(']')
+		writeList(b, x, func(e obj) { writeValue(b, e, style) })
 	case []string:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeString(b, e, style)
-		}
-		b.WriteByte(']')
+		writeList(b, x, func(e string) { writeString(b, e, style) })
 	case []int:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(strconv.Itoa(e))
-		}
-		b.WriteByte(']')
+		writeList(b, x, func(e int) { b.WriteString(strconv.Itoa(e)) })
 	case map[string]any:
 		keys := make([]string, 0, len(x))
 		for k := range x {
@@ -205,6 +170,18 @@ func writeValue(b *bytes.Buffer, v any, style jsonStyle) {
 		// Not reached by this package's own values; keep output valid JSON.
 		writeString(b, fmt.Sprint(x), style)
 	}
+}
+
+// writeList writes a JSON array of xs, each element by each.
+func writeList[T any](b *bytes.Buffer, xs []T, each func(T)) {
+	b.WriteByte('[')
+	for i, e := range xs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		each(e)
+	}
+	b.WriteByte(']')
 }
 
 func writeFloat(b *bytes.Buffer, f float64) {

@@ -30,22 +30,10 @@ import (
 	"github.com/mautic-sync/mautic-sync/queue/subject"
 )
 
-// Dead-letter headers of the event contract (README, "Outcomes").
-const (
-	HeaderReason     = contract.HeaderReason
-	HeaderError      = contract.HeaderError
-	HeaderStatus     = contract.HeaderStatus
-	HeaderSubject    = contract.HeaderSubject
-	HeaderStreamSeq  = contract.HeaderStreamSeq
-	HeaderDeliveries = contract.HeaderDeliveries
-	HeaderFailedAt   = contract.HeaderFailedAt
-
-	// HeaderPrefix starts every header mautic-sync adds to a dead letter.
-	HeaderPrefix = contract.HeaderPrefix
-	// RedriveIDPrefix starts the Nats-Msg-Id of a redriven message; the
-	// dead letter's sequence follows.
-	RedriveIDPrefix = "redrive-"
-)
+// RedriveIDPrefix starts the Nats-Msg-Id of a redriven message; the dead
+// letter's sequence follows. (The dead letters' headers are
+// queue/contract's.)
+const RedriveIDPrefix = "redrive-"
 
 // ErrNotFound is returned by Get for a sequence the stream does not hold.
 var ErrNotFound = errors.New("dlq: no such dead letter")
@@ -87,7 +75,7 @@ func (d DeadLetter) OriginalHeader() nats.Header {
 	h := nats.Header{}
 	for k, v := range d.Header {
 		switch {
-		case hasPrefixFold(k, HeaderPrefix), strings.EqualFold(k, jetstream.MsgIDHeader), hasPrefixFold(k, "Nats-Expected-"):
+		case hasPrefixFold(k, contract.HeaderPrefix), strings.EqualFold(k, jetstream.MsgIDHeader), hasPrefixFold(k, "Nats-Expected-"):
 			continue
 		}
 		h[k] = slices.Clone(v)
@@ -124,13 +112,13 @@ func FromRaw(m *jetstream.RawStreamMsg) DeadLetter {
 		d.Header = nats.Header{}
 	}
 	get := func(k string) string { return strings.TrimSpace(headerGet(d.Header, k)) }
-	d.Reason = get(HeaderReason)
-	d.Error = get(HeaderError)
-	d.Status, _ = strconv.Atoi(get(HeaderStatus))
-	d.Subject = get(HeaderSubject)
-	d.StreamSeq, _ = strconv.ParseUint(get(HeaderStreamSeq), 10, 64)
-	d.Deliveries, _ = strconv.ParseUint(get(HeaderDeliveries), 10, 64)
-	d.FailedAt, _ = time.Parse(time.RFC3339Nano, get(HeaderFailedAt))
+	d.Reason = get(contract.HeaderReason)
+	d.Error = get(contract.HeaderError)
+	d.Status, _ = strconv.Atoi(get(contract.HeaderStatus))
+	d.Subject = get(contract.HeaderSubject)
+	d.StreamSeq, _ = strconv.ParseUint(get(contract.HeaderStreamSeq), 10, 64)
+	d.Deliveries, _ = strconv.ParseUint(get(contract.HeaderDeliveries), 10, 64)
+	d.FailedAt, _ = time.Parse(time.RFC3339Nano, get(contract.HeaderFailedAt))
 	var body struct {
 		ID any `json:"id"`
 	}
@@ -431,7 +419,7 @@ func (q *Queue) Redrive(ctx context.Context, letters []DeadLetter, o RedriveOpti
 		r := Redriven{Letter: d}
 		switch {
 		case d.Subject == "":
-			r.Err = fmt.Errorf("dead letter %d has no %s header: its original subject is unknown", d.Seq, HeaderSubject)
+			r.Err = fmt.Errorf("dead letter %d has no %s header: its original subject is unknown", d.Seq, contract.HeaderSubject)
 		case failed[d.Subject]:
 			r.Skipped = true
 			r.Err = fmt.Errorf("skipped: an earlier dead letter of subject %s was not redriven, and order per subject is kept", d.Subject)

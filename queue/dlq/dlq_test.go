@@ -14,9 +14,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mautic-sync/mautic-sync/queue"
+	"github.com/mautic-sync/mautic-sync/queue/contract"
 	"github.com/mautic-sync/mautic-sync/queue/dlq"
 	"github.com/mautic-sync/mautic-sync/queue/natstest"
-	"github.com/mautic-sync/mautic-sync/worker"
 )
 
 func topo() queue.Topology {
@@ -44,13 +44,13 @@ func letter(t *testing.T, js jetstream.JetStream, reason, subj string, failedAt 
 	t.Helper()
 	m := nats.NewMsg(topo().DLQSubject)
 	m.Data = []byte(body)
-	m.Header.Set(dlq.HeaderReason, reason)
-	m.Header.Set(dlq.HeaderError, "something about "+subj)
-	m.Header.Set(dlq.HeaderStatus, "422")
-	m.Header.Set(dlq.HeaderSubject, subj)
-	m.Header.Set(dlq.HeaderStreamSeq, "7")
-	m.Header.Set(dlq.HeaderDeliveries, "1")
-	m.Header.Set(dlq.HeaderFailedAt, failedAt.UTC().Format(time.RFC3339))
+	m.Header.Set(contract.HeaderReason, reason)
+	m.Header.Set(contract.HeaderError, "something about "+subj)
+	m.Header.Set(contract.HeaderStatus, "422")
+	m.Header.Set(contract.HeaderSubject, subj)
+	m.Header.Set(contract.HeaderStreamSeq, "7")
+	m.Header.Set(contract.HeaderDeliveries, "1")
+	m.Header.Set(contract.HeaderFailedAt, failedAt.UTC().Format(time.RFC3339))
 	for i := 0; i+1 < len(extra); i += 2 {
 		m.Header.Set(extra[i], extra[i+1])
 	}
@@ -71,9 +71,9 @@ func seqs(ds []dlq.DeadLetter) []uint64 {
 
 func TestHeaderNamesAreTheWorkers(t *testing.T) {
 	for mine, theirs := range map[string]string{
-		dlq.HeaderReason: worker.HeaderReason, dlq.HeaderError: worker.HeaderError, dlq.HeaderStatus: worker.HeaderStatus,
-		dlq.HeaderSubject: worker.HeaderSubject, dlq.HeaderStreamSeq: worker.HeaderStreamSeq,
-		dlq.HeaderDeliveries: worker.HeaderDeliveries, dlq.HeaderFailedAt: worker.HeaderFailedAt,
+		contract.HeaderReason: contract.HeaderReason, contract.HeaderError: contract.HeaderError, contract.HeaderStatus: contract.HeaderStatus,
+		contract.HeaderSubject: contract.HeaderSubject, contract.HeaderStreamSeq: contract.HeaderStreamSeq,
+		contract.HeaderDeliveries: contract.HeaderDeliveries, contract.HeaderFailedAt: contract.HeaderFailedAt,
 	} {
 		if mine != theirs {
 			t.Errorf("dlq header %q, worker writes %q", mine, theirs)
