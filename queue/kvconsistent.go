@@ -57,11 +57,13 @@ func apiPrefix(js jetstream.JetStream) string {
 	return jetstream.DefaultAPIPrefix
 }
 
-// lastMsg is what the leader holds as a subject's last message.
+// lastMsg is a message as the leader holds it, a subject's last in a
+// bucket.
 type lastMsg struct {
 	found   bool   // a message is stored (maybe a delete marker)
 	deleted bool   // it marks the key deleted or purged
 	seq     uint64 // its sequence: the key's revision
+	subject string
 	value   []byte
 }
 
@@ -75,17 +77,29 @@ type msgGetResponse struct {
 		Description string `json:"description"`
 	} `json:"error"`
 	Message *struct {
-		Seq    uint64 `json:"seq"`
-		Header []byte `json:"hdrs"`
-		Data   []byte `json:"data"`
+		Subject string `json:"subject"`
+		Seq     uint64 `json:"seq"`
+		Header  []byte `json:"hdrs"`
+		Data    []byte `json:"data"`
 	} `json:"message"`
+}
+
+// msgGetRequest is a message get API request: the message at Seq, the
+// first at or after Seq on NextBySubject, or the last on LastBySubject.
+type msgGetRequest struct {
+	Seq           uint64 `json:"seq,omitempty"`
+	LastBySubject string `json:"last_by_subj,omitempty"`
+	NextBySubject string `json:"next_by_subj,omitempty"`
 }
 
 // last reads subject's last message from the leader.
 func (r leaderReads) last(ctx context.Context, subject string) (lastMsg, error) {
-	req, err := json.Marshal(struct {
-		LastBySubject string `json:"last_by_subj"`
-	}{subject})
+	return r.get(ctx, msgGetRequest{LastBySubject: subject})
+}
+
+// get asks the leader for one message.
+func (r leaderReads) get(ctx context.Context, q msgGetRequest) (lastMsg, error) {
+	req, err := json.Marshal(q)
 	if err != nil {
 		return lastMsg{}, err
 	}
@@ -119,7 +133,7 @@ func decodeMsgGet(data []byte) (lastMsg, error) {
 	if a.Message == nil {
 		return lastMsg{}, errors.New("read from the stream leader: answer without a message")
 	}
-	return lastMsg{found: true, deleted: deletedEntry(parseHeader(a.Message.Header)), seq: a.Message.Seq, value: a.Message.Data}, nil
+	return lastMsg{found: true, deleted: deletedEntry(parseHeader(a.Message.Header)), seq: a.Message.Seq, subject: a.Message.Subject, value: a.Message.Data}, nil
 }
 
 // defaultAPITimeout bounds a leader read whose context has no deadline.
@@ -142,6 +156,18 @@ func parseHeader(b []byte) nats.Header {
 		h[key] = append(h[key], string(bytes.TrimSpace(v)))
 	}
 	return h
+}
+
+// ReadMsg reads from stream's leader the message at seq or, with filter,
+// the first at or after seq whose subject matches filter; ok is false when
+// there is none. Unlike nats.go's Stream.GetMsg on a stream with
+// allow_direct, a lagging follower never answers.
+func ReadMsg(ctx context.Context, js jetstream.JetStream, stream string, seq uint64, filter string) (m StoredMsg, ok bool, err error) {
+	got, err := newLeaderReads(js, stream).get(ctx, msgGetRequest{Seq: seq, NextBySubject: filter})
+	if err != nil || !got.found {
+		return StoredMsg{}, false, err
+	}
+	return StoredMsg{Seq: got.seq, Subject: got.subject, Data: got.value}, true, nil
 }
 
 // kvLeaderReads returns the leader reads of kv's stream when it has more

@@ -253,24 +253,17 @@ func UnackedFiltered(ctx context.Context, js jetstream.JetStream, cons jetstream
 	if info.NumAckPending == 0 {
 		return nil, nil
 	}
-	stream, err := js.Stream(ctx, info.Stream)
-	if err != nil {
-		return nil, fmt.Errorf("queue: stream %s: %w", info.Stream, err)
-	}
 	var out []StoredMsg
 	for seq, last := info.AckFloor.Stream+1, info.Delivered.Stream; seq <= last && len(out) < limit; {
-		m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break // none at or after seq
-		}
+		m, ok, err := ReadMsg(ctx, js, info.Stream, seq, filter)
 		if err != nil {
 			return out, fmt.Errorf("queue: read message at or after %d on %s: %w", seq, filter, err)
 		}
-		if m.Sequence > last {
-			break
+		if !ok || m.Seq > last {
+			break // none at or after seq
 		}
-		out = append(out, StoredMsg{Seq: m.Sequence, Subject: m.Subject, Data: m.Data})
-		seq = m.Sequence + 1
+		out = append(out, m)
+		seq = m.Seq + 1
 	}
 	return out, nil
 }

@@ -100,24 +100,19 @@ func Unacked(ctx context.Context, js jetstream.JetStream, cons jetstream.Consume
 	if info.NumAckPending == 0 {
 		return nil, nil
 	}
-	stream, err := js.Stream(ctx, info.Stream)
-	if err != nil {
-		return nil, fmt.Errorf("queue: stream %s: %w", info.Stream, err)
-	}
 	first, last := info.AckFloor.Stream+1, info.Delivered.Stream
 	if last >= first && last-first >= uint64(limit) {
 		last = first + uint64(limit) - 1
 	}
 	var out []StoredMsg
 	for seq := first; seq <= last; seq++ {
-		m, err := stream.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+		m, ok, err := ReadMsg(ctx, js, info.Stream, seq, "")
 		if err != nil {
 			return out, fmt.Errorf("queue: read message %d: %w", seq, err)
 		}
-		out = append(out, StoredMsg{Seq: seq, Subject: m.Subject, Data: m.Data})
+		if ok {
+			out = append(out, m)
+		}
 	}
 	return out, nil
 }

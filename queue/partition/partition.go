@@ -1063,12 +1063,12 @@ func (s *Source) legacyState(ctx context.Context) error {
 	}
 	// Is any message stored before partitioning (an untransformed subject)
 	// left after its ack floor? Partitioned messages are not its business.
-	first, err := s.stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(s.o.Partitioning.LegacyFilter()))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil
-	}
+	first, found, err := queue.ReadMsg(ctx, s.js, s.o.Topology.Stream, info.AckFloor.Stream+1, s.o.Partitioning.LegacyFilter())
 	if err != nil {
 		return fmt.Errorf("partition: read the stream after the unpartitioned consumer's ack floor: %w", err)
+	}
+	if !found {
+		return nil
 	}
 	filters := append([]string{}, info.Config.FilterSubjects...)
 	if info.Config.FilterSubject != "" {
@@ -1076,10 +1076,10 @@ func (s *Source) legacyState(ctx context.Context) error {
 	}
 	if len(filters) != 1 || filters[0] != s.o.Partitioning.LegacyFilter() {
 		return fmt.Errorf("partition: the unpartitioned consumer %s has events stored before partitioning to finish (from stream sequence %d) but its filter is %v: run `mautic-sync provision` with PARTITIONS set (it narrows it to %s), then one unpartitioned replica until it has finished; see docs/scaling.md",
-			s.o.Legacy, first.Sequence, filters, s.o.Partitioning.LegacyFilter())
+			s.o.Legacy, first.Seq, filters, s.o.Partitioning.LegacyFilter())
 	}
 	return fmt.Errorf("partition: waiting for the unpartitioned consumer %s to finish the events stored before partitioning (from stream sequence %d; %d pending, %d unacknowledged): run one unpartitioned replica until it has, see docs/scaling.md",
-		s.o.Legacy, first.Sequence, info.NumPending, info.NumAckPending)
+		s.o.Legacy, first.Seq, info.NumPending, info.NumAckPending)
 }
 
 // Unacked lists the messages an earlier worker may have left
