@@ -21,10 +21,11 @@ import (
 // ago may read as missing, a deleted one as still there. JetStream offers
 // no read-after-write for direct gets (nats-server issue 6557); the
 // maintainers' advice is to read from the stream leader, which answers the
-// stream's message get API ($JS.API.STREAM.MSG.GET) alone. The ledger,
-// the token store, the rate store and the partition claims read through
-// leaderReads when their bucket has more than one replica, so that a
-// replica never takes a decision on a stale read: an event applied by
+// stream's message get API ($JS.API.STREAM.MSG.GET) alone. The token
+// store, the rate store and the partition claims read through leaderReads
+// when their bucket has more than one replica; the ledger checks its batch
+// direct gets against the leader's last sequence (lastSeq) and reads
+// through leaderReads when a batch was behind. So a replica never takes a decision on a stale read: an event applied by
 // another replica applied again, a rotated refresh token used, a rate
 // count undercounted, a released claim seen as held. (A deposed leader
 // that has not noticed yet may still answer once; that window is the
@@ -35,11 +36,49 @@ import (
 type leaderReads struct {
 	nc      *nats.Conn
 	subject string // the stream's message get API subject
+	info    string // its stream info API subject
 }
 
 // newLeaderReads reads stream through js's connection and API prefix.
 func newLeaderReads(js jetstream.JetStream, stream string) leaderReads {
-	return leaderReads{nc: js.Conn(), subject: apiPrefix(js) + "STREAM.MSG.GET." + stream}
+	pre := apiPrefix(js)
+	return leaderReads{nc: js.Conn(), subject: pre + "STREAM.MSG.GET." + stream, info: pre + "STREAM.INFO." + stream}
+}
+
+// lastSeq asks the stream's leader for the stream's last sequence: every
+// write acknowledged before the call is at or below it. It fails while
+// the stream has no leader (a replica may then answer for itself).
+func (r leaderReads) lastSeq(ctx context.Context) (uint64, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultAPITimeout)
+		defer cancel()
+	}
+	resp, err := r.nc.RequestWithContext(ctx, r.info, nil)
+	if err != nil {
+		return 0, fmt.Errorf("stream info from the leader: %w", err)
+	}
+	var a struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+		State struct {
+			LastSeq uint64 `json:"last_seq"`
+		} `json:"state"`
+		Cluster *struct {
+			Leader string `json:"leader"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(resp.Data, &a); err != nil {
+		return 0, fmt.Errorf("stream info from the leader: bad answer: %w", err)
+	}
+	switch {
+	case a.Error != nil:
+		return 0, fmt.Errorf("stream info from the leader: %s", a.Error.Description)
+	case a.Cluster == nil || a.Cluster.Leader == "":
+		return 0, errors.New("stream info from the leader: the stream has no leader")
+	}
+	return a.State.LastSeq, nil
 }
 
 // apiPrefix is js's JetStream API prefix, as nats.go's KeyValue uses it.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,10 +44,18 @@ type Ledger struct {
 	// puts are the Ledger's puts awaiting their acks.
 	putMu sync.Mutex
 	puts  map[*nats.Msg]putWait
-	// leader, set when the bucket has more than one replica, makes every
-	// read one of the stream leader's (see leaderReads), one request per
-	// key, instead of batch direct gets.
+	// leader is set when the bucket has more than one replica: a batch
+	// direct get's answer is used only when it is as fresh as the stream
+	// leader's last sequence asked just before, else the ids are read from
+	// the leader, one request per key (see leaderReads and Get).
 	leader *leaderReads
+	// markSubject is the freshness mark's subject; markMissing is set
+	// when a batch get found no mark (Get stores it again).
+	markSubject string
+	markMissing atomic.Bool
+	// staleBatches counts the batch gets answered by a replica behind the
+	// leader (or without the mark), read again from the leader.
+	staleBatches atomic.Int64
 	// batchOffUntil is when (UnixNano) Get may try batch gets again after
 	// the server refused one; math.MaxInt64 when the stream has no direct
 	// gets at all.
@@ -191,6 +200,9 @@ func newLedger(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValu
 		// could read as unknown and its event be applied twice.
 		r := newLeaderReads(js, cfg.Name)
 		l.leader = &r
+		l.markSubject = ledgerSubject(l.getPre, freshnessMark)
+		l.markMissing.Store(true)
+		l.remark(ctx)
 	}
 	return l, nil
 }
@@ -211,12 +223,24 @@ func (l *Ledger) Get(ctx context.Context, ids []string) (map[string]string, erro
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("queue: ledger get: %w", err)
 	}
-	if l.leader != nil {
+	switch {
+	case !l.batchGets() && l.leader != nil:
 		return l.getLeader(ctx, ids)
-	}
-	if !l.batchGets() {
+	case !l.batchGets():
 		return l.getEach(ctx, ids)
 	}
+	// On a replicated bucket, the batch is read from any replica and then
+	// checked fresh (see getFresh); the leader's last sequence is asked
+	// first.
+	var floor uint64
+	if l.leader != nil {
+		f, err := l.leader.lastSeq(ctx)
+		if err != nil {
+			return l.getLeader(ctx, ids) // and its error, if the leader cannot be reached
+		}
+		floor = f
+	}
+	chunk := multiLastChunk
 	// One subject per distinct id, in the order given.
 	want := make(map[string]string, len(ids)) // subject → id
 	subjects := make([]string, 0, len(ids))
@@ -227,37 +251,56 @@ func (l *Ledger) Get(ctx context.Context, ids []string) (map[string]string, erro
 			subjects = append(subjects, s)
 		}
 	}
+	if l.leader != nil {
+		chunk-- // room for the freshness mark in every chunk
+		want[l.markSubject] = freshnessMark
+	}
 	out := make(map[string]string)
 	var rest []string // ids to look up one by one
-	if len(subjects) <= multiLastChunk {
-		var err error
-		if rest, err = l.getBatch(ctx, subjects, want, out); err != nil {
-			return nil, err
+	fresh := true
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxBatchParallel)
+	for start := 0; start < len(subjects); start += chunk {
+		part := subjects[start:min(start+chunk, len(subjects))]
+		if l.leader != nil {
+			part = append(slices.Clip(part), l.markSubject)
 		}
-	} else {
-		var mu sync.Mutex
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(maxBatchParallel)
-		for start := 0; start < len(subjects); start += multiLastChunk {
-			chunk := subjects[start:min(start+multiLastChunk, len(subjects))]
-			g.Go(func() error {
-				found := make(map[string]string)
-				r, err := l.getBatch(gctx, chunk, want, found)
-				if err != nil {
-					return err
+		g.Go(func() error {
+			found := make(map[string]string)
+			r, upTo, err := l.getBatch(gctx, part, want, found, l.leader != nil)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if l.leader != nil {
+				_, marked := found[freshnessMark]
+				delete(found, freshnessMark)
+				if !marked || upTo < floor || len(r) > 0 {
+					fresh = false
+					if !marked {
+						l.markMissing.Store(true)
+					}
 				}
-				mu.Lock()
-				defer mu.Unlock()
-				for id, v := range found {
-					out[id] = v
-				}
-				rest = append(rest, r...)
-				return nil
-			})
+			}
+			for id, v := range found {
+				out[id] = v
+			}
+			rest = append(rest, r...)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if l.leader != nil {
+		if !fresh {
+			l.staleBatches.Add(1)
+			l.remark(ctx)
+			return l.getLeader(ctx, ids)
 		}
-		if err := g.Wait(); err != nil {
-			return nil, err
-		}
+		return out, nil
 	}
 	if len(rest) > 0 {
 		found, err := l.getEach(ctx, rest)
@@ -271,6 +314,23 @@ func (l *Ledger) Get(ctx context.Context, ids []string) (map[string]string, erro
 	return out, nil
 }
 
+// freshnessMark is the ledger id of the key that every batch get of a
+// replicated ledger asks for besides its own ids, so that the answer ends
+// with the responder's last sequence (an answer with no key at all has
+// none). Its value means nothing.
+const freshnessMark = "\x00freshness-mark"
+
+// remark stores the freshness mark again if a batch get found it missing
+// (it expires with the bucket's TTL, or was never stored).
+func (l *Ledger) remark(ctx context.Context) {
+	if !l.markMissing.CompareAndSwap(true, false) {
+		return
+	}
+	if err := l.Put(ctx, map[string]string{freshnessMark: "1"}); err != nil {
+		l.markMissing.Store(true) // the next Get tries again
+	}
+}
+
 // batchGets tells whether Get should try batch gets.
 func (l *Ledger) batchGets() bool {
 	return l.batchOffUntil.Load() <= time.Now().UnixNano()
@@ -281,10 +341,14 @@ func (l *Ledger) batchGets() bool {
 // value to out and returns the ids whose answer it did not get: all of
 // them when the server refused the batch get, those after a cut-short
 // answer.
-func (l *Ledger) getBatch(ctx context.Context, subjects []string, want map[string]string, out map[string]string) ([]string, error) {
+//
+// With untilEOB it reads on to the end-of-batch message and returns the
+// responder's last stream sequence at the time of the read
+// (Nats-UpTo-Sequence); 0 when no such message came.
+func (l *Ledger) getBatch(ctx context.Context, subjects []string, want map[string]string, out map[string]string, untilEOB bool) ([]string, uint64, error) {
 	answers, done, err := l.requestMultiLast(subjects)
 	if err != nil {
-		return nil, fmt.Errorf("queue: ledger batch get: %w", err)
+		return nil, 0, fmt.Errorf("queue: ledger batch get: %w", err)
 	}
 	defer done()
 	var expired <-chan time.Time
@@ -295,13 +359,14 @@ func (l *Ledger) getBatch(ctx context.Context, subjects []string, want map[strin
 	}
 	seen := make(map[string]bool, len(subjects))
 	complete := false
+	var upTo uint64
 wait:
 	for {
 		var m *nats.Msg
 		select {
 		case m = <-answers:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("queue: ledger batch get: %w", ctx.Err())
+			return nil, 0, fmt.Errorf("queue: ledger batch get: %w", ctx.Err())
 		case <-expired:
 			break wait // no (whole) answer: per key for the rest
 		}
@@ -309,6 +374,7 @@ wait:
 			switch status {
 			case "204": // end of batch
 				complete = m.Header.Get("Nats-Num-Pending") == "0"
+				upTo, _ = strconv.ParseUint(m.Header.Get("Nats-UpTo-Sequence"), 10, 64)
 			case "404":
 				// "No Results": none of the keys has a message. Another
 				// 404 (a message found but not loaded) leaves the keys
@@ -320,7 +386,7 @@ wait:
 				// the stream (503), too many subjects for this server.
 				l.refuseBatch()
 			default:
-				return nil, fmt.Errorf("queue: ledger batch get: %s %s", status, m.Header.Get("Description"))
+				return nil, 0, fmt.Errorf("queue: ledger batch get: %s %s", status, m.Header.Get("Description"))
 			}
 			break wait
 		}
@@ -339,13 +405,13 @@ wait:
 		}
 		// The server counts down the messages still to come (it stops
 		// early past its max_pending bytes, for instance).
-		if pending == "0" {
+		if pending == "0" && !untilEOB {
 			complete = true
 			break wait
 		}
 	}
 	if complete {
-		return nil, nil
+		return nil, upTo, nil
 	}
 	rest := make([]string, 0, len(subjects)-len(seen))
 	for _, s := range subjects {
@@ -353,7 +419,7 @@ wait:
 			rest = append(rest, want[s])
 		}
 	}
-	return rest, nil
+	return rest, upTo, nil
 }
 
 // refuseBatch turns batch gets off for a while.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mautic-sync/mautic-sync/mautic"
@@ -109,6 +110,7 @@ func TestReplicatedBucketsReadTheirWrites(t *testing.T) {
 				t.Logf("create after delete: created %v, prior %q, %v", created, prior, err)
 			}
 		}
+		t.Logf("%d of %d batch gets were behind the leader and read again from it", r.staleBatches.Load(), rounds/2+rounds)
 		if missed+stale > 0 {
 			t.Errorf("read at once from a follower's server: %d of %d writes not seen, %d of %d deletes not seen", missed, batch*rounds/2, stale, rounds)
 		}
@@ -248,4 +250,81 @@ func TestReplicatedBucketsReadTheirWrites(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLedgerChecksBatchFreshness drives Get's check of a replicated
+// ledger's batch answers: a responder behind the leader's last sequence,
+// or an answer without the freshness mark, sends Get to the leader, whose
+// answer is the same; the mark is stored again.
+func TestLedgerChecksBatchFreshness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a NATS cluster")
+	}
+	c := natstest.StartCluster(t, 3)
+	ctx := context.Background()
+	nc, js := natstest.Connect(t, c.URLs())
+	if err := EnsureReplicatedBuckets(ctx, js, 3, LedgerOptions{Bucket: "FRESH", TTL: time.Hour}, ""); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenLedger(ctx, js, LedgerOptions{Bucket: "FRESH"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Put(ctx, map[string]string{"a": "1", "b": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	get := func() {
+		t.Helper()
+		got, err := l.Get(ctx, []string{"a", "b", "c"})
+		if err != nil || len(got) != 2 || got["a"] != "1" || got["b"] != "2" {
+			t.Fatalf("got %v, %v", got, err)
+		}
+	}
+	get()
+	if n := l.staleBatches.Load(); n != 0 {
+		t.Fatalf("%d stale batches with nothing behind", n)
+	}
+
+	// The leader says its stream is far ahead of any replica.
+	sub, err := nc.Subscribe("test.info.ahead", func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"state":{"last_seq":1000000},"cluster":{"leader":"n0"}}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	real := l.leader.info
+	l.leader.info = "test.info.ahead"
+	get()
+	if n := l.staleBatches.Load(); n != 1 {
+		t.Errorf("a batch behind the leader: %d stale batches, want 1", n)
+	}
+	// No leader: the ids are read from the leader (which answers, here).
+	noLeader, err := nc.Subscribe("test.info.leaderless", func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"state":{"last_seq":1},"cluster":{"leader":""}}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noLeader.Unsubscribe()
+	l.leader.info = "test.info.leaderless"
+	get()
+	if n := l.staleBatches.Load(); n != 1 {
+		t.Errorf("no leader: %d stale batches, want still 1 (no batch get made)", n)
+	}
+	l.leader.info = real
+
+	// The mark gone (as after the bucket's TTL): one Get reads from the
+	// leader and stores the mark again; the next uses the batch.
+	if err := l.Delete(ctx, freshnessMark); err != nil {
+		t.Fatal(err)
+	}
+	get()
+	if n := l.staleBatches.Load(); n != 2 {
+		t.Errorf("mark missing: %d stale batches, want 2", n)
+	}
+	get()
+	if n := l.staleBatches.Load(); n != 2 {
+		t.Errorf("mark stored again: %d stale batches, want still 2", n)
+	}
 }
