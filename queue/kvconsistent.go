@@ -45,16 +45,22 @@ func newLeaderReads(js jetstream.JetStream, stream string) leaderReads {
 	return leaderReads{nc: js.Conn(), subject: pre + "STREAM.MSG.GET." + stream, info: pre + "STREAM.INFO." + stream}
 }
 
-// lastSeq asks the stream's leader for the stream's last sequence: every
-// write acknowledged before the call is at or below it. It fails while
-// the stream has no leader (a replica may then answer for itself).
-func (r leaderReads) lastSeq(ctx context.Context) (uint64, error) {
+// request sends an API request, bounded by defaultAPITimeout when ctx has
+// no deadline.
+func (r leaderReads) request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultAPITimeout)
 		defer cancel()
 	}
-	resp, err := r.nc.RequestWithContext(ctx, r.info, nil)
+	return r.nc.RequestWithContext(ctx, subject, data)
+}
+
+// lastSeq asks the stream's leader for the stream's last sequence: every
+// write acknowledged before the call is at or below it. It fails while
+// the stream has no leader (a replica may then answer for itself).
+func (r leaderReads) lastSeq(ctx context.Context) (uint64, error) {
+	resp, err := r.request(ctx, r.info, nil)
 	if err != nil {
 		return 0, fmt.Errorf("stream info from the leader: %w", err)
 	}
@@ -142,12 +148,7 @@ func (r leaderReads) get(ctx context.Context, q msgGetRequest) (lastMsg, error) 
 	if err != nil {
 		return lastMsg{}, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultAPITimeout)
-		defer cancel()
-	}
-	resp, err := r.nc.RequestWithContext(ctx, r.subject, req)
+	resp, err := r.request(ctx, r.subject, req)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return lastMsg{}, fmt.Errorf("read from the stream leader: %w (JetStream not enabled, or the stream has no leader)", err)
