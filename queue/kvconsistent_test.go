@@ -8,6 +8,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -326,5 +327,46 @@ func TestLedgerChecksBatchFreshness(t *testing.T) {
 	get()
 	if n := l.staleBatches.Load(); n != 2 {
 		t.Errorf("mark stored again: %d stale batches, want still 2", n)
+	}
+}
+
+// TestCASWriteRetriesOnlyABusySubject: a write refused because the key's
+// previous write is still being applied (10164) is tried again; a real
+// conflict (10071 with the key's sequence) and other errors are not.
+func TestCASWriteRetriesOnlyABusySubject(t *testing.T) {
+	ctx := context.Background()
+	busy := &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence"}
+	conflict := &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence, Description: "wrong last sequence: 7"}
+	for _, c := range []struct {
+		name  string
+		errs  []error // what the write answers, in turn
+		calls int
+		ok    bool
+	}{
+		{"busy twice, then stored", []error{busy, busy, nil}, 3, true},
+		{"a real conflict", []error{conflict}, 1, false},
+		{"busy, then a real conflict", []error{busy, conflict}, 2, false},
+		{"another error", []error{errors.New("timeout")}, 1, false},
+		{"busy for good", nil, busyRetries + 1, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls := 0
+			_, err := casWrite(ctx, func() (uint64, error) {
+				calls++
+				if c.errs == nil {
+					return 0, fmt.Errorf("wrap: %w", busy)
+				}
+				return 1, c.errs[calls-1]
+			})
+			if calls != c.calls || (err == nil) != c.ok {
+				t.Errorf("%d calls, error %v; want %d calls, ok %v", calls, err, c.calls, c.ok)
+			}
+			if c.errs != nil && !c.ok && busySubject(err) {
+				t.Errorf("ended with a busy error: %v", err)
+			}
+		})
+	}
+	if !casConflict(fmt.Errorf("x: %w", jetstream.ErrKeyExists)) || busySubject(conflict) || !busySubject(busy) {
+		t.Error("error classes")
 	}
 }
