@@ -317,7 +317,7 @@ func TestLedgerChecksBatchFreshness(t *testing.T) {
 
 	// The mark gone (as after the bucket's TTL): one Get reads from the
 	// leader and stores the mark again; the next uses the batch.
-	if err := l.Delete(ctx, freshnessMark); err != nil {
+	if err := l.kv.Delete(ctx, markKey); err != nil {
 		t.Fatal(err)
 	}
 	get()

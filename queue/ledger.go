@@ -200,7 +200,7 @@ func newLedger(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValu
 		// could read as unknown and its event be applied twice.
 		r := newLeaderReads(js, cfg.Name)
 		l.leader = &r
-		l.markSubject = ledgerSubject(l.getPre, freshnessMark)
+		l.markSubject = l.getPre + markKey
 		l.markMissing.Store(true)
 		l.remark(ctx)
 	}
@@ -253,7 +253,7 @@ func (l *Ledger) Get(ctx context.Context, ids []string) (map[string]string, erro
 	}
 	if l.leader != nil {
 		chunk-- // room for the freshness mark in every chunk
-		want[l.markSubject] = freshnessMark
+		want[l.markSubject] = markID
 	}
 	out := make(map[string]string)
 	var rest []string // ids to look up one by one
@@ -275,8 +275,8 @@ func (l *Ledger) Get(ctx context.Context, ids []string) (map[string]string, erro
 			mu.Lock()
 			defer mu.Unlock()
 			if l.leader != nil {
-				_, marked := found[freshnessMark]
-				delete(found, freshnessMark)
+				_, marked := found[markID]
+				delete(found, markID)
 				if !marked || upTo < floor || len(r) > 0 {
 					fresh = false
 					if !marked {
@@ -314,11 +314,15 @@ func (l *Ledger) Get(ctx context.Context, ids []string) (map[string]string, erro
 	return out, nil
 }
 
-// freshnessMark is the ledger id of the key that every batch get of a
-// replicated ledger asks for besides its own ids, so that the answer ends
-// with the responder's last sequence (an answer with no key at all has
-// none). Its value means nothing.
-const freshnessMark = "\x00freshness-mark"
+// markKey is the key that every batch get of a replicated ledger asks for
+// besides its ids, so that the answer ends with the responder's last
+// sequence (an answer with no key at all has none). Its value means
+// nothing. Outside the hashed ids' "e." keys, it is no event's; markID
+// stands for it among a batch get's ids (an id is never empty).
+const (
+	markKey = "m.fresh"
+	markID  = ""
+)
 
 // remark stores the freshness mark again if a batch get found it missing
 // (it expires with the bucket's TTL, or was never stored).
@@ -326,7 +330,7 @@ func (l *Ledger) remark(ctx context.Context) {
 	if !l.markMissing.CompareAndSwap(true, false) {
 		return
 	}
-	if err := l.Put(ctx, map[string]string{freshnessMark: "1"}); err != nil {
+	if _, err := l.kv.Put(ctx, markKey, []byte("1")); err != nil {
 		l.markMissing.Store(true) // the next Get tries again
 	}
 }
