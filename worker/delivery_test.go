@@ -219,3 +219,30 @@ func TestRateLimitPausesUntilReset(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyOfAnUncertainPointsEventIsNotRetried: a points event whose
+// earlier attempt was cut off (its intent is in the ledger, by another
+// message) is not attempted again by a copy, and the copy's outcome does
+// not depend on what became of the contact since: here it was deleted, and
+// the copy still says duplicate (uncertain) rather than rejected.
+func TestCopyOfAnUncertainPointsEventIsNotRetried(t *testing.T) {
+	h := newHarness(t)
+	// The original message (stream sequence 99) wrote its intent and was
+	// cut off; its redelivery settled as uncertain, leaving the intent.
+	if _, created, err := h.ledger().Intend(t.Context(), "pt-cut", worker.LedgerEntry{State: worker.LedgerIntent, Seq: 99, MauticID: 7}); err != nil || !created {
+		t.Fatalf("intent: %v %v", created, err)
+	}
+	s := "mautic.contacts.gone"
+	h.publish(s, event("pt-cut", worker.TypePointsAdd, map[string]any{"email": "gone@example.com", "delta": 2}))
+	h.start()
+	h.waitOutcomes(1)
+	res := h.results()
+	if len(res) != 1 || res[0].Outcome != worker.OutcomeDuplicate || !res[0].Uncertain {
+		t.Fatalf("results %+v (dead letters %d), want one uncertain duplicate", res, len(h.deadLetters()))
+	}
+	for _, r := range h.fake.Requests() {
+		if strings.Contains(r.Path, "/points/") || strings.Contains(r.RawQuery, "gone") {
+			t.Errorf("the copy made a call: %s %s?%s", r.Method, r.Path, r.RawQuery)
+		}
+	}
+}

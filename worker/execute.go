@@ -257,7 +257,13 @@ func (w *Worker) checkLedger(ctx context.Context, ops []*op) ([]*op, []opResult,
 			case e.State == LedgerApplied:
 				out = append(out, settleItem{p, verdict{outcome: OutcomeDuplicate, mauticID: e.MauticID,
 					note: "event id applied by stream message " + strconv.FormatUint(e.Seq, 10)}})
-			default: // an intent: see callPoints
+			case e.State == LedgerIntent && o.ev.Type == TypePointsAdd:
+				// A points call of this event id was started (by this
+				// message's earlier delivery or another message) and never
+				// confirmed: it is not made again, whatever became of the
+				// contact since (see callPoints).
+				out = append(out, settleItem{p, uncertainVerdict(e.MauticID)})
+			default:
 				rest = append(rest, p)
 			}
 		}

@@ -161,6 +161,9 @@ func TestClusterPartitionedModel(t *testing.T) {
 		// A budget far above the run: the count is shared through JetStream.
 		"MAUTIC_RATE_LIMIT=1000000", "MAUTIC_RATE_WINDOW=1h",
 	)
+	if os.Getenv("MAUTIC_SYNC_CLUSTER_LOGS") != "" {
+		env = append(env, "LOG_LEVEL=debug") // every settled event, in the kept logs
+	}
 	cfg := clusterConfig(t, env)
 	if _, err := provision.RunWith(ctx, js, topology(cfg), provisionOptions(cfg), false); err != nil {
 		t.Fatal(err)
