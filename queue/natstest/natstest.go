@@ -41,9 +41,23 @@ type Cluster struct {
 
 // StartCluster starts n routed servers with JetStream on, waits until the
 // cluster answers JetStream requests, and shuts them down at the test's
-// end.
+// end. The route ports are picked free beforehand; if one was taken in
+// the meantime (a server then never gets ready), it starts over on others.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	var err error
+	for range 3 {
+		var c *Cluster
+		if c, err = startCluster(t, n); err == nil {
+			t.Cleanup(c.shutdown)
+			return c
+		}
+	}
+	t.Fatal(err)
+	return nil
+}
+
+func startCluster(t testing.TB, n int) (*Cluster, error) {
 	routePorts := make([]int, n)
 	var routes []string
 	for i := range n {
@@ -60,20 +74,16 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			NoSigs:  true, NoLog: true,
 		})
 		if err != nil {
-			t.Fatal(err)
+			c.shutdown()
+			return nil, err
 		}
 		s.Start()
 		c.Servers = append(c.Servers, s)
 	}
-	t.Cleanup(func() {
-		for _, s := range c.Servers {
-			s.Shutdown()
-			s.WaitForShutdown()
-		}
-	})
 	for _, s := range c.Servers {
 		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("a NATS server is not ready")
+			c.shutdown()
+			return nil, fmt.Errorf("NATS server %s not ready within 10s (a route port of %v may have been taken)", s.Name(), routePorts)
 		}
 	}
 	nc, js := Connect(t, c.URLs())
@@ -82,14 +92,21 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	for {
 		_, err := js.AccountInfo(context.Background())
 		if err == nil {
-			break
+			return c, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the NATS cluster does not answer JetStream requests: %v", err)
+			c.shutdown()
+			return nil, fmt.Errorf("the NATS cluster does not answer JetStream requests: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return c
+}
+
+func (c *Cluster) shutdown() {
+	for _, s := range c.Servers {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
 }
 
 // URLs is the client URLs of the running servers, comma-separated.
