@@ -241,7 +241,7 @@ func (c *Client) do(ctx context.Context, route, method, path string, query url.V
 	}
 	for attempt := 0; ; attempt++ {
 		if err := c.rate.acquire(ctx); err != nil {
-			return nil, err
+			return nil, &NotSentError{Err: err}
 		}
 		resp, err := c.send(ctx, route, method, u, payload)
 		c.rate.release()

@@ -117,6 +117,22 @@ func (e *APIError) RoutingError() bool {
 		strings.HasPrefix(e.Errors[0].Message, "No route found")
 }
 
+// NotSentError is the error of a call that was never sent: the
+// client-side rate budget refused it or could not be read, or ctx ended
+// while it waited for its turn. Mautic did nothing.
+type NotSentError struct{ Err error }
+
+func (e *NotSentError) Error() string { return e.Err.Error() }
+func (e *NotSentError) Unwrap() error { return e.Err }
+
+// NotApplied reports whether err proves that Mautic applied nothing of the
+// call: it was never sent, or Mautic refused it for its rate limit (429).
+func NotApplied(err error) bool {
+	var ns *NotSentError
+	var rl *RateLimitError
+	return errors.As(err, &ns) || errors.As(err, &rl)
+}
+
 // RateLimitError says Mautic's rate limit is exhausted until Reset. It is
 // returned for a 429, and without any network call while the last seen
 // X-RateLimit-Remaining is 0 and Reset has not passed.

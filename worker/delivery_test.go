@@ -246,3 +246,29 @@ func TestCopyOfAnUncertainPointsEventIsNotRetried(t *testing.T) {
 		}
 	}
 }
+
+// TestPointsRefusedByTheBudgetAreAppliedLater: a points call that the
+// client-side budget refuses (nothing sent) or that Mautic answers 429
+// was not applied; it is made once the window allows, and counts exactly
+// once, not reported uncertain.
+func TestPointsRefusedByTheBudgetAreAppliedLater(t *testing.T) {
+	h := newHarness(t)
+	h.budget(3, time.Second)
+	s := "mautic.contacts.budget"
+	h.publish(s, event("bu", worker.TypeUpsert, map[string]any{"email": "budget@example.com", "fields": map[string]any{"city": "A"}}))
+	want := 0
+	for i := range 4 {
+		h.publish(s, event(fmt.Sprintf("bp%d", i), worker.TypePointsAdd, map[string]any{"email": "budget@example.com", "delta": i + 1}))
+		want += i + 1
+	}
+	h.start()
+	h.waitOutcomes(5)
+	for _, r := range h.results() {
+		if r.Uncertain || r.Outcome != worker.OutcomeApplied {
+			t.Errorf("%s: %s uncertain %v (%s), want applied", r.EventID, r.Outcome, r.Uncertain, r.Note)
+		}
+	}
+	if c := h.fake.ContactsByEmail("budget@example.com"); len(c) != 1 || c[0].Points != want {
+		t.Errorf("contact %+v, want points %d", c, want)
+	}
+}

@@ -565,6 +565,16 @@ func (w *Worker) callPoints(ctx context.Context, o *op) ([]opResult, int, error)
 		return w.mautic.AdjustPoints(ctx, id, o.ev.Delta, "mautic-sync "+o.ev.ID)
 	})
 	switch {
+	case err != nil && mautic.NotApplied(err):
+		// Refused before anything was applied (the client-side budget, or
+		// Mautic's 429): the intent is cleared, so that the call is made
+		// once the window allows (writing its intent anew), not reported
+		// uncertain.
+		if ferr := w.ledger.Forget(ctx, o.ev.ID); ferr != nil {
+			w.log.Warn("clearing a points intent after a refused call failed; the event will be reported uncertain", zap.Error(ferr))
+		} else {
+			o.intended = false
+		}
 	case err != nil && status == 0:
 		// No answer: the call may have been applied. Never repeat it.
 		o.uncertain = true
