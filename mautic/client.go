@@ -297,7 +297,7 @@ func (c *Client) send(ctx context.Context, route, method, u string, payload []by
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
 	if err := c.auth.apply(ctx, c, req); err != nil {
-		return nil, err
+		return nil, &NotSentError{Err: err} // no token: the call never left
 	}
 	start := time.Now()
 	var span trace.Span

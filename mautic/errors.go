@@ -118,8 +118,9 @@ func (e *APIError) RoutingError() bool {
 }
 
 // NotSentError is the error of a call that was never sent: the
-// client-side rate budget refused it or could not be read, or ctx ended
-// while it waited for its turn. Mautic did nothing.
+// client-side rate budget refused it or could not be read, ctx ended
+// while it waited for its turn, or no access token could be had. Mautic
+// did nothing.
 type NotSentError struct{ Err error }
 
 func (e *NotSentError) Error() string { return e.Err.Error() }
