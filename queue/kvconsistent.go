@@ -226,6 +226,25 @@ func kvLeaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.Key
 	return &r, nil
 }
 
+// getKey reads key's latest value: from the stream leader (as subject)
+// when reads is set, else with kv.Get. found is false when the key has no
+// live value; rev is then its delete marker's sequence if the leader was
+// asked, else 0.
+func getKey(ctx context.Context, kv jetstream.KeyValue, reads *leaderReads, subject, key string) (value []byte, rev uint64, found bool, err error) {
+	if reads != nil {
+		m, err := reads.last(ctx, subject)
+		return m.value, m.seq, m.live(), err
+	}
+	e, err := kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound): // also deleted
+		return nil, 0, false, nil
+	case err != nil:
+		return nil, 0, false, err
+	}
+	return e.Value(), e.Revision(), true, nil
+}
+
 // kvSubject is the subject of key in bucket's stream.
 func kvSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
@@ -287,38 +306,25 @@ func update(ctx context.Context, kv jetstream.KeyValue, key string, value []byte
 func createKey(ctx context.Context, kv jetstream.KeyValue, reads *leaderReads, subject, key string, value []byte) (rev uint64, existing lastMsg, created bool, err error) {
 	var last uint64 // the revision the key is expected at: 0, none
 	for range maxCASAttempts {
-		if reads == nil { // one server: its direct gets are fresh
-			rev, err := casWrite(ctx, func() (uint64, error) { return kv.Create(ctx, key, value) })
-			if err == nil {
-				return rev, lastMsg{}, true, nil
-			}
-			if !errors.Is(err, jetstream.ErrKeyExists) {
-				return 0, lastMsg{}, false, err
-			}
-			e, err := kv.Get(ctx, key)
-			switch {
-			case err == nil:
-				return 0, lastMsg{found: true, seq: e.Revision(), value: e.Value()}, false, nil
-			case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
-				continue // deleted since: create again
-			}
-			return 0, lastMsg{}, false, fmt.Errorf("read after a conflict: %w", err)
+		write := func() (uint64, error) { return kv.Update(ctx, key, value, last) }
+		if reads == nil { // one server: Create's own read is fresh, and it creates over a delete marker
+			write = func() (uint64, error) { return kv.Create(ctx, key, value) }
 		}
-		rev, err := update(ctx, kv, key, value, last)
+		rev, err := casWrite(ctx, write)
 		if err == nil {
 			return rev, lastMsg{}, true, nil
 		}
 		if !casConflict(err) {
 			return 0, lastMsg{}, false, err
 		}
-		m, err := reads.last(ctx, subject)
+		cur, seq, found, err := getKey(ctx, kv, reads, subject, key)
 		if err != nil {
-			return 0, lastMsg{}, false, err
+			return 0, lastMsg{}, false, fmt.Errorf("read after a conflict: %w", err)
 		}
-		if m.live() {
-			return 0, m, false, nil
+		if found {
+			return 0, lastMsg{found: true, seq: seq, value: cur}, false, nil
 		}
-		last = m.seq // deleted: create over its marker; gone: as new
+		last = seq // deleted: create over its marker; gone: as new
 	}
 	return 0, lastMsg{}, false, fmt.Errorf("key %s kept changing under concurrent updates", key)
 }

@@ -91,26 +91,12 @@ func (s *RateStore) Raise(ctx context.Context, start time.Time, n int) error {
 var errConflict = errors.New("conflict")
 
 func (s *RateStore) get(ctx context.Context, key string) (int, uint64, error) {
-	var value []byte
-	var rev uint64
-	if s.leader != nil {
-		m, err := s.leader.last(ctx, kvSubject(s.kv.Bucket(), key))
-		if err != nil {
-			return 0, 0, fmt.Errorf("queue: read rate count: %w", err)
-		}
-		if !m.live() {
-			return 0, 0, nil
-		}
-		value, rev = m.value, m.seq
-	} else {
-		e, err := s.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return 0, 0, nil
-		}
-		if err != nil {
-			return 0, 0, fmt.Errorf("queue: read rate count: %w", err)
-		}
-		value, rev = e.Value(), e.Revision()
+	value, rev, found, err := getKey(ctx, s.kv, s.leader, kvSubject(s.kv.Bucket(), key), key)
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue: read rate count: %w", err)
+	}
+	if !found {
+		return 0, 0, nil
 	}
 	n, err := strconv.Atoi(string(value))
 	if err != nil {

@@ -44,26 +44,12 @@ func OpenTokenStore(ctx context.Context, js jetstream.JetStream, bucket, clientI
 
 // Load implements mautic.TokenStore.
 func (s *TokenStore) Load(ctx context.Context) (mautic.StoredToken, uint64, error) {
-	var value []byte
-	var rev uint64
-	if s.leader != nil {
-		m, err := s.leader.last(ctx, kvSubject(s.kv.Bucket(), s.key))
-		if err != nil {
-			return mautic.StoredToken{}, 0, fmt.Errorf("queue: load token: %w", err)
-		}
-		if !m.live() {
-			return mautic.StoredToken{}, 0, mautic.ErrNoToken
-		}
-		value, rev = m.value, m.seq
-	} else {
-		e, err := s.kv.Get(ctx, s.key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return mautic.StoredToken{}, 0, mautic.ErrNoToken
-		}
-		if err != nil {
-			return mautic.StoredToken{}, 0, fmt.Errorf("queue: load token: %w", err)
-		}
-		value, rev = e.Value(), e.Revision()
+	value, rev, found, err := getKey(ctx, s.kv, s.leader, kvSubject(s.kv.Bucket(), s.key), s.key)
+	if err != nil {
+		return mautic.StoredToken{}, 0, fmt.Errorf("queue: load token: %w", err)
+	}
+	if !found {
+		return mautic.StoredToken{}, 0, mautic.ErrNoToken
 	}
 	var t mautic.StoredToken
 	if err := json.Unmarshal(value, &t); err != nil {
