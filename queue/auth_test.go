@@ -21,23 +21,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mautic-sync/mautic-sync/queue"
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 )
-
-func startAuthServer(t *testing.T, configure func(*server.Options)) *server.Server {
-	t.Helper()
-	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
-	configure(o)
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	return ns
-}
 
 // connect tries queue.Connect and checks that neither its error nor its
 // log repeats any secret.
@@ -77,7 +62,7 @@ func connect(t *testing.T, o queue.ConnOptions, secrets ...string) error {
 
 func TestNATSAuthToken(t *testing.T) {
 	const token = "tok-5ecret-Xy1"
-	ns := startAuthServer(t, func(o *server.Options) { o.Authorization = token })
+	ns := natstest.StartServer(t, func(o *server.Options) { o.Authorization = token })
 	if err := connect(t, queue.ConnOptions{URL: ns.ClientURL(), Token: token}, token); err != nil {
 		t.Fatalf("right token refused: %v", err)
 	}
@@ -96,7 +81,7 @@ func TestNATSAuthToken(t *testing.T) {
 
 func TestNATSAuthUserPassword(t *testing.T) {
 	const pass = "pa55-word-Kq3"
-	ns := startAuthServer(t, func(o *server.Options) {
+	ns := natstest.StartServer(t, func(o *server.Options) {
 		o.Users = []*server.User{{Username: "mautic-sync", Password: pass}}
 	})
 	if err := connect(t, queue.ConnOptions{URL: ns.ClientURL(), User: "mautic-sync", Password: pass}, pass); err != nil {
@@ -121,7 +106,7 @@ func TestNATSAuthNKeyFile(t *testing.T) {
 	}
 	pub, _ := kp.PublicKey()
 	seed, _ := kp.Seed()
-	ns := startAuthServer(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
+	ns := natstest.StartServer(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
 	path := filepath.Join(t.TempDir(), "user.nk")
 	if err := os.WriteFile(path, seed, 0o600); err != nil {
 		t.Fatal(err)
@@ -160,7 +145,7 @@ func TestNATSAuthCredsFile(t *testing.T) {
 	if err := resolver.Store(apub, ajwt); err != nil {
 		t.Fatal(err)
 	}
-	ns := startAuthServer(t, func(o *server.Options) {
+	ns := natstest.StartServer(t, func(o *server.Options) {
 		o.TrustedOperators = []*jwt.OperatorClaims{oc}
 		o.AccountResolver = resolver
 	})

@@ -286,29 +286,26 @@ func TestLedgerChecksBatchFreshness(t *testing.T) {
 		t.Fatalf("%d stale batches with nothing behind", n)
 	}
 
-	// The leader says its stream is far ahead of any replica.
-	sub, err := nc.Subscribe("test.info.ahead", func(m *nats.Msg) {
-		_ = m.Respond([]byte(`{"state":{"last_seq":1000000},"cluster":{"leader":"n0"}}`))
-	})
-	if err != nil {
-		t.Fatal(err)
+	// Stream info answered by the test instead of the leader.
+	answerInfo := func(info string) {
+		t.Helper()
+		subject := nc.NewInbox()
+		sub, err := nc.Subscribe(subject, func(m *nats.Msg) { _ = m.Respond([]byte(info)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+		l.leader.info = subject
 	}
-	defer sub.Unsubscribe()
 	real := l.leader.info
-	l.leader.info = "test.info.ahead"
+	// The leader says its stream is far ahead of any replica.
+	answerInfo(`{"state":{"last_seq":1000000},"cluster":{"leader":"n0"}}`)
 	get()
 	if n := l.staleBatches.Load(); n != 1 {
 		t.Errorf("a batch behind the leader: %d stale batches, want 1", n)
 	}
 	// No leader: the ids are read from the leader (which answers, here).
-	noLeader, err := nc.Subscribe("test.info.leaderless", func(m *nats.Msg) {
-		_ = m.Respond([]byte(`{"state":{"last_seq":1},"cluster":{"leader":""}}`))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer noLeader.Unsubscribe()
-	l.leader.info = "test.info.leaderless"
+	answerInfo(`{"state":{"last_seq":1},"cluster":{"leader":""}}`)
 	get()
 	if n := l.staleBatches.Load(); n != 1 {
 		t.Errorf("no leader: %d stale batches, want still 1 (no batch get made)", n)

@@ -390,23 +390,10 @@ func TestLedgerRemembersARefusedBatchGet(t *testing.T) {
 // A JetStream domain: puts go to $JS.<domain>.API.$KV..., batch gets to
 // $JS.<domain>.API.DIRECT.GET..., both mapped by the server.
 func TestLedgerUnderAJetStreamDomain(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, JetStreamDomain: "hub",
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+	ns := natstest.StartServer(t, func(o *server.Options) {
+		o.JetStream, o.JetStreamDomain, o.StoreDir = true, "hub", t.TempDir()
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc, _ := natstest.Connect(t, ns.ClientURL())
 	js, err := jetstream.NewWithDomain(nc, "hub")
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mautic-sync/mautic-sync/mautic/mautictest"
+	"github.com/mautic-sync/mautic-sync/queue/natstest"
 )
 
 // secretScan collects everything the service shows the world (logs at
@@ -84,18 +85,10 @@ func excerptAround(text, value string) string {
 // authNATS starts a JetStream server that requires credentials.
 func authNATS(t *testing.T, configure func(*server.Options)) *server.Server {
 	t.Helper()
-	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir()}
-	configure(o)
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS not ready")
-	}
-	return ns
+	return natstest.StartServer(t, func(o *server.Options) {
+		o.JetStream, o.StoreDir = true, t.TempDir()
+		configure(o)
+	})
 }
 
 // serviceEnv sets exactly these variables (others of the service's are

@@ -32,6 +32,25 @@ func Start(t testing.TB) (*embedded.Server, *nats.Conn, jetstream.JetStream) {
 	return ns, nc, js
 }
 
+// StartServer starts one server on a free loopback port, as configure
+// sets it up (auth, a JetStream domain, ...), and stops it at the test's
+// end.
+func StartServer(t testing.TB, configure func(*server.Options)) *server.Server {
+	t.Helper()
+	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true}
+	configure(o)
+	ns, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	return ns
+}
+
 // Cluster is a JetStream cluster of nats-server instances in this process,
 // each with its own store in a test directory. Shutting a server down (as
 // a failure) leaves it out of URLs.
