@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +150,52 @@ func TestItemAction(t *testing.T) {
 		if got := mautic.ItemAction(s); got != want {
 			t.Errorf("ItemAction(%d) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// TestNotAppliedTellsCallsMauticDidNotApply: the worker clears a points
+// intent only for errors that prove nothing was applied: a call never
+// sent (the budget refused it, no access token could be had) or a 429;
+// never for a call that reached Mautic and failed otherwise.
+func TestNotAppliedTellsCallsMauticDidNotApply(t *testing.T) {
+	status := http.StatusInternalServerError
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, `{"errors":[{"code":`+strconv.Itoa(status)+`,"message":"no"}]}`)
+	}))
+	defer srv.Close()
+	ctx := t.Context()
+	points := func(opts ...mautic.Option) error {
+		t.Helper()
+		c, err := mautic.NewClient(srv.URL, append([]mautic.Option{mautic.WithTimeout(5 * time.Second)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.AdjustPoints(ctx, 1, 2, "e")
+		return err
+	}
+
+	err := points(mautic.WithBasicAuth("u", "p"))
+	if err == nil || mautic.NotApplied(err) {
+		t.Errorf("a 500 from Mautic: %v, NotApplied %v; want an error that may have been applied", err, mautic.NotApplied(err))
+	}
+	// The token endpoint answers 500 too: no token, the call never left.
+	if err := points(mautic.WithClientCredentials("id", "secret")); err == nil || !mautic.NotApplied(err) {
+		t.Errorf("no access token: %v, NotApplied %v; want not applied", err, mautic.NotApplied(err))
+	}
+	status = http.StatusTooManyRequests
+	if err := points(mautic.WithBasicAuth("u", "p")); err == nil || !mautic.NotApplied(err) {
+		t.Errorf("a 429: %v, NotApplied %v; want not applied", err, mautic.NotApplied(err))
+	}
+	// A budget of one call: the second is refused without being sent.
+	c, err := mautic.NewClient(srv.URL, mautic.WithBasicAuth("u", "p"), mautic.WithRateBudget(1, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.AdjustPoints(ctx, 1, 2, "e")
+	var ns *mautic.NotSentError
+	if _, err := c.AdjustPoints(ctx, 1, 2, "e"); !errors.As(err, &ns) || !mautic.NotApplied(err) {
+		t.Errorf("budget used up: %v; want a NotSentError", err)
 	}
 }
