@@ -50,6 +50,7 @@
 package partition
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -358,6 +359,7 @@ func (s *Source) heartbeat(ctx context.Context) error {
 	var take []*part
 	for _, p := range s.parts {
 		p.desired = !s.closed && slices.Contains(want, p.i)
+		s.unpark(p)
 		switch {
 		case p.claimed:
 			renew = append(renew, claim{p, p.claimRev})
@@ -404,6 +406,7 @@ func (s *Source) heartbeat(ctx context.Context) error {
 			s.mu.Lock()
 			if p.desired && !s.closed {
 				p.claimed, p.claimRev = true, rev
+				s.unpark(p)
 				changed = true
 			} else {
 				ok = false
@@ -761,6 +764,7 @@ func (s *Source) lose(p *part) {
 // older message of its subject may still come.
 func (s *Source) admit(p *part, m *Message, give func(*Message)) {
 	s.mu.Lock()
+	s.unpark(p)
 	if p.replace(m) {
 		// A redelivery of a message this source holds (its AckWait ran
 		// out): keep the fresh delivery in its place.
@@ -819,6 +823,31 @@ func (s *Source) openGate(p *part) {
 	if done {
 		p.gate = nil
 	}
+}
+
+// unpark puts the messages parked while p was being released back in
+// line, oldest first, when p is wanted again before its release finished
+// (the membership went back, a member's announcement came late): they go
+// before any newer message of p, held back by its gate as they would have
+// been. Lock held.
+func (s *Source) unpark(p *part) {
+	if !p.mine() || len(p.parked) == 0 {
+		return
+	}
+	parked := p.parked
+	p.parked = nil
+	slices.SortFunc(parked, func(a, b *Message) int { return cmp.Compare(a.seq, b.seq) })
+	for _, m := range parked {
+		if g := p.gate; g != nil {
+			g.remove(m.seq)
+			if g.blocks(m) {
+				g.held = insertSorted(g.held, m)
+				continue
+			}
+		}
+		p.ready = append(p.ready, m)
+	}
+	s.openGate(p)
 }
 
 // takeReady removes up to max messages from the ready lists of the
