@@ -30,7 +30,9 @@
 //     (taking back the ones the worker handed back for redelivery), then
 //     gives the pin and the claim up: a partition moves only once its old
 //     owner holds nothing of it, also when a consumer leader change resets
-//     the pins meanwhile.
+//     the pins meanwhile. Messages a pull brought meanwhile are parked and
+//     handed back with it; if the partition is wanted again first, they go
+//     to the worker before any newer one.
 //
 // A replica keeps the pins of the partitions it owns alive while its worker
 // is paused or full (and so not fetching) with pull requests that cannot
